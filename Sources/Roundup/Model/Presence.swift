@@ -1,0 +1,6 @@
+/// What Roundup believes about whether a user has the mini program open (SPEC §1, §5.1).
+public enum PresenceState: String, Sendable, CaseIterable, Codable, Hashable {
+    case online
+    case offline
+    case unknown
+}

@@ -1,0 +1,113 @@
+import Foundation
+import GRDB
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Roundup's SQLite database and every query made against it: the only place in the library
+/// that speaks SQL, so that a PostgreSQL backend later is a contained change.
+///
+/// The file is a WAL-mode `DatabasePool` shared by `roundup serve` and the CLI (each with a busy
+/// timeout); it is created 0600 in a 0700 folder, because it holds message text (SPEC §5.13).
+public final class RoundupStore: Sendable {
+    let writer: any DatabaseWriter
+    /// The database file, or nil for an in-memory store.
+    public let path: String?
+
+    init(writer: any DatabaseWriter, path: String?) {
+        self.writer = writer
+        self.path = path
+    }
+
+    /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
+    public static func open(
+        path: String, synchronous: StorageSettings.Synchronous = .normal, busyTimeout: Double = 5
+    ) throws(StoreError) -> RoundupStore {
+        try createFileIfNeeded(path)
+        var config = GRDB.Configuration()
+        config.busyMode = .timeout(busyTimeout)
+        config.foreignKeysEnabled = true
+        config.label = "roundup"
+        let sync = synchronous == .full ? "FULL" : "NORMAL"
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(sync)")
+        }
+        do {
+            let pool = try DatabasePool(path: path, configuration: config)
+            try Schema.migrator.migrate(pool)
+            return RoundupStore(writer: pool, path: path)
+        } catch {
+            throw .cannotOpen(path: path, reason: RoundupStore.explain(error))
+        }
+    }
+
+    /// A private in-memory database with the full schema, for tests of code above the store.
+    public static func inMemory() throws -> RoundupStore {
+        let queue = try DatabaseQueue()
+        try Schema.migrator.migrate(queue)
+        return RoundupStore(writer: queue, path: nil)
+    }
+
+    /// The schema migrations applied to this database, oldest first.
+    public func appliedMigrations() throws -> [String] {
+        try writer.read { db in try Schema.migrator.appliedMigrations(db) }
+    }
+
+    /// Whether the database answers a trivial query (for `/healthz`).
+    public func isHealthy() -> Bool {
+        (try? writer.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+    }
+
+    /// Creates the folder (0700) and an empty file (0600) before SQLite does, since SQLite
+    /// would create them world-readable (STYLE.md, gotchas). Existing files are left as they are.
+    private static func createFileIfNeeded(_ path: String) throws(StoreError) {
+        let url = URL(fileURLWithPath: path)
+        let folder = url.deletingLastPathComponent().path
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: folder) {
+            do {
+                try fm.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw .cannotOpen(path: path, reason: "cannot create its folder \(folder) (\(error.localizedDescription))")
+            }
+        }
+        if !fm.fileExists(atPath: path) {
+            let fd = openPrivateFile(path)
+            if fd < 0 {
+                let err = errno
+                if err != EEXIST {
+                    throw .cannotOpen(path: path, reason: String(cString: strerror(err)))
+                }
+            } else {
+                _ = closeFile(fd)
+            }
+        }
+    }
+
+    static func explain(_ error: any Error) -> String {
+        if let e = error as? DatabaseError {
+            return e.message ?? "\(e.resultCode)"
+        }
+        return "\(error)"
+    }
+}
+
+/// `open(2)` with O_CREAT|O_EXCL and mode 0600.
+private func openPrivateFile(_ path: String) -> Int32 {
+    #if canImport(Glibc)
+    return Glibc.open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+    #else
+    return Darwin.open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+    #endif
+}
+
+private func closeFile(_ fd: Int32) -> Int32 {
+    #if canImport(Glibc)
+    return Glibc.close(fd)
+    #else
+    return Darwin.close(fd)
+    #endif
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import Roundup
+
+/// `roundup`: the service and the operator's tools (SPEC §7).
+struct RoundupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "roundup",
+        abstract: "Collects the IM messages offline users miss and sends one WeChat subscribe message per batch.",
+        subcommands: [
+            DemoCommand.self, ConfigCommand.self, UsersCommand.self, CreditsCommand.self,
+        ])
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Config file (default: ./roundup.yaml when present, else built-in defaults).")
+    var config: String?
+
+    /// The effective config: file, defaults and `ROUNDUP_*` overrides.
+    func load() throws -> LoadedConfig {
+        try ConfigLoader().load(path: config)
+    }
+
+    /// The config and the store it names, for commands that read or change data.
+    func openStore() throws -> (LoadedConfig, RoundupStore) {
+        let loaded = try load()
+        let store = try RoundupStore.open(path: loaded.config.storage.path, synchronous: loaded.config.storage.synchronous)
+        return (loaded, store)
+    }
+}
+
+/// `--json` for read commands.
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print one JSON object instead of a table.")
+    var json = false
+}
+
+/// Prints a report to stdout in the chosen format.
+func emit(_ report: Report, _ output: OutputOptions) {
+    FileHandle.standardOutput.write(Data(report.rendered(json: output.json).utf8))
+}
+
+/// The current wall-clock time as Roundup stores it.
+@Sendable func wallNow() -> Timestamp { Timestamp(Date()) }

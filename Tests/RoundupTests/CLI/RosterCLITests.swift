@@ -1,0 +1,181 @@
+import Foundation
+import Testing
+
+@testable import Roundup
+
+/// The built `roundup` binary run as a subprocess in a temporary folder, where the default
+/// database path `./roundup-data/roundup.sqlite` lands.
+@Suite("roundup CLI: config and roster")
+struct RosterCLITests {
+    let dir: URL
+
+    init() throws { dir = try TestSupport.temporaryDirectory() }
+
+    func run(_ args: String...) throws -> ProcessResult { try runRoundup(args, in: dir) }
+
+    @Test("config check prints the effective config with secrets masked and warnings on stderr")
+    func configCheck() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try runRoundup(
+            ["config", "check", "--config", TestSupport.fixture("config/roundup.example.yaml").path], in: dir,
+            environment: ["ROUNDUP_WECHAT_APP_SECRET": "very-secret-app-secret", "ROUNDUP_SERVER_ADMIN_TOKEN": "admintoken123"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("window: 10m"))
+        #expect(r.stdout.contains("app_secret: \"********\"") || r.stdout.contains("app_secret: '********'"))
+        #expect(!r.stdout.contains("very-secret-app-secret"))
+        #expect(!r.stderr.contains("very-secret-app-secret"))
+        #expect(!r.stdout.contains("admintoken123"))
+        #expect(r.stdout.contains("wechat.app_secret from ROUNDUP_WECHAT_APP_SECRET"))
+        #expect(r.stderr.contains("warning: wechat.push_token"))
+        #expect(r.stderr.contains("warning: im.callback_token"))
+    }
+
+    @Test("config check with no file uses the defaults and exits 0")
+    func configDefaults() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try run("config", "check")
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("built-in defaults"))
+        #expect(r.stdout.contains("path: ./roundup-data/roundup.sqlite"))
+        #expect(r.stderr.contains("dry-run"))
+    }
+
+    @Test("config check reports every problem with its key path and exits 2 with nothing on stdout")
+    func configInvalid() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try run("config", "check", "--config", TestSupport.fixture("config/invalid/bad-values.yaml").path)
+        #expect(r.status == 2)
+        #expect(r.stdout.isEmpty)
+        for key in ["server.port", "storage.synchronous", "wechat.encoding_aes_key", "im.ingest_from", "digest.window",
+                    "digest.max_messages", "digest.quiet_hours", "digest.timezone", "digest.group_messages"] {
+            #expect(r.stderr.contains("config: \(key):"), "missing \(key)")
+        }
+    }
+
+    @Test("./roundup.yaml is used when present, and commands other than config check refuse a bad one")
+    func defaultFile() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "digest:\n  windw: 5m\n".write(to: dir.appendingPathComponent("roundup.yaml"), atomically: true, encoding: .utf8)
+        let r = try run("users", "list")
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("digest.windw"))
+    }
+
+    @Test("users import binds a class roster; list --json shows it with every key present")
+    func importAndList() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let imported = try run("users", "import", TestSupport.fixture("roster/parents.csv").path)
+        #expect(imported.status == 0)
+        #expect(imported.stdout.contains("imported 28 users: 28 new"))
+        let again = try run("users", "import", TestSupport.fixture("roster/parents.csv").path, "--json")
+        let importJSON = try parseJSON(again.stdout)
+        #expect(importJSON["schema"] as? Int == 1)
+        let counts = try #require(importJSON["import"] as? [String: Any])
+        #expect(counts["unchanged"] as? Int == 28)
+
+        let list = try run("users", "list", "--json")
+        #expect(list.status == 0)
+        let json = try parseJSON(list.stdout)
+        let users = try #require(json["users"] as? [[String: Any]])
+        #expect(users.count == 28)
+        let teacher = try #require(users.first { $0["im_user_id"] as? String == "teacher_li" })
+        #expect(teacher["name"] as? String == "李老师")
+        #expect(teacher["openid"] is NSNull)
+        #expect(teacher["profile"] is NSNull)
+        #expect(Set(teacher.keys) == ["im_user_id", "openid", "name", "profile", "created_at", "updated_at"])
+        #expect((teacher["created_at"] as? String)?.hasSuffix("Z") == true)
+
+        let table = try run("users", "list")
+        #expect(table.stdout.hasPrefix("USER"))
+        #expect(table.stdout.contains("王芳"))
+        for line in table.stdout.split(separator: "\n") { #expect(displayWidth(String(line)) <= 80) }
+    }
+
+    @Test("a roster with bad rows imports nothing, names every bad line and exits 1")
+    func importBadRows() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try run("users", "import", TestSupport.fixture("roster/bad-rows.csv").path)
+        #expect(r.status == 1)
+        #expect(r.stdout.isEmpty)
+        for line in [3, 4, 5, 6, 7, 8] { #expect(r.stderr.contains("line \(line):")) }
+        #expect(!r.stderr.contains("line 2:"))
+        #expect(!r.stderr.contains("line 9:"))
+        let list = try run("users", "list", "--json")
+        #expect(try parseJSON(list.stdout)["users"] as? [Any] == nil || (try parseJSON(list.stdout)["users"] as? [Any])?.isEmpty == true)
+    }
+
+    @Test("an import that would take an openid from a user outside the file names the row")
+    func importOpenidHeldElsewhere() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(try run("users", "bind", "old_parent", "o6_bmjrPTlm6_2sgVt7hMZOPfL2M").status == 0)
+        let r = try run("users", "import", TestSupport.fixture("roster/parents.csv").path)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("line 5:"))
+        #expect(r.stderr.contains("old_parent"))
+    }
+
+    @Test("bind merges, refuses an openid bound elsewhere, and unbind keeps the user")
+    func bindAndUnbind() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(try run("users", "bind", "parent_1", "oA_1", "--name", "王芳").status == 0)
+        let merged = try run("users", "bind", "parent_1", "--profile", "", "--json")
+        #expect(merged.status == 0)
+        let user = try #require(try parseJSON(merged.stdout)["user"] as? [String: Any])
+        #expect(user["openid"] as? String == "oA_1")
+        #expect(user["name"] as? String == "王芳")
+
+        let conflict = try run("users", "bind", "parent_2", "oA_1")
+        #expect(conflict.status == 1)
+        #expect(conflict.stdout.isEmpty)
+        #expect(conflict.stderr.contains("already bound to user parent_1"))
+        #expect(conflict.stderr.split(separator: "\n").count == 1)
+
+        let badProfile = try run("users", "bind", "parent_1", "--profile", "vip")
+        #expect(badProfile.status == 1)
+
+        let unbound = try run("users", "unbind", "parent_1", "--json")
+        #expect(unbound.status == 0)
+        let after = try #require(try parseJSON(unbound.stdout)["user"] as? [String: Any])
+        #expect(after["openid"] is NSNull)
+        #expect(after["name"] as? String == "王芳")
+
+        let unknown = try run("users", "unbind", "nobody")
+        #expect(unknown.status == 1)
+        #expect(unknown.stderr.contains("No user nobody"))
+    }
+
+    @Test("credits lists nothing as an empty list; an unknown user exits 1")
+    func credits() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let all = try run("credits", "--json")
+        #expect(all.status == 0)
+        #expect((try parseJSON(all.stdout)["credits"] as? [Any])?.isEmpty == true)
+        #expect(try run("credits").stdout == "no credits\n")
+        #expect(try run("credits", "nobody").status == 1)
+        #expect(try run("users", "bind", "t1", "--name", "张老师").status == 0)
+        #expect((try parseJSON(try run("credits", "t1", "--json").stdout)["credits"] as? [Any])?.isEmpty == true)
+    }
+
+    @Test("bad usage exits 2")
+    func badUsage() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(try run("users", "bind").status == 2)
+        #expect(try run("frobnicate").status == 2)
+        #expect(try run("users", "list", "--jsn").status == 2)
+        let help = try run("--help")
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("users"))
+    }
+
+    @Test("commands work while another process holds the database open")
+    func besideAnotherProcess() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try RoundupStore.open(path: dir.appendingPathComponent("roundup-data/roundup.sqlite").path)
+        try store.updateUser("held_open", UserUpdate(name: .set("x")), now: t0)
+        #expect(try run("users", "bind", "p9", "o_p9").status == 0)
+        let list = try run("users", "list", "--json")
+        let ids = (try parseJSON(list.stdout)["users"] as? [[String: Any]])?.compactMap { $0["im_user_id"] as? String }
+        #expect(ids == ["held_open", "p9"])
+        #expect(try store.user("p9")?.openid == "o_p9")
+    }
+}
