@@ -8,7 +8,8 @@ struct RoundupCommand: AsyncParsableCommand {
         commandName: "roundup",
         abstract: "Collects the IM messages offline users miss and sends one WeChat subscribe message per batch.",
         subcommands: [
-            DemoCommand.self, ConfigCommand.self, UsersCommand.self, CreditsCommand.self,
+            ServeCommand.self, DemoCommand.self, ConfigCommand.self, UsersCommand.self, CreditsCommand.self,
+            UserSigCommand.self,
         ])
 }
 

@@ -37,21 +37,7 @@ extension RoundupStore {
     /// already has an open or held one (the schema's partial unique index decides, so two writers
     /// can never both succeed).
     public func openDigest(for user: String, windowStart: Timestamp, dueAt: Timestamp, now: Timestamp) throws -> Int64 {
-        do {
-            return try writer.write { db in
-                try db.execute(
-                    sql: """
-                        INSERT INTO digests (im_user_id, state, opened_at, window_start_at, due_at, updated_at)
-                        VALUES (?, 'open', ?, ?, ?, ?)
-                        """,
-                    arguments: [user, now.milliseconds, windowStart.milliseconds, dueAt.milliseconds, now.milliseconds])
-                let id = db.lastInsertedRowID
-                try Self.appendEvent(db, digest: id, at: now, kind: "opened", detail: "due \(dueAt.rfc3339)")
-                return id
-            }
-        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
-            throw StoreError.activeDigestExists(user: user)
-        }
+        try write { tx in try tx.openDigest(for: user, windowStart: windowStart, dueAt: dueAt, now: now, note: "due \(dueAt.rfc3339)") }
     }
 
     /// Compare-and-set of a digest's state (SPEC §5.9): changes it only if it is still `from`.
@@ -61,23 +47,7 @@ extension RoundupStore {
     public func moveDigest(
         _ id: Int64, from: DigestState, to: DigestState, reason: DigestReason? = nil, now: Timestamp, note: String = ""
     ) throws -> Bool {
-        guard from.canMove(to: to) else { throw StoreError.illegalTransition(from: from, to: to) }
-        guard reason.map({ to.allowedReasons.contains($0) }) ?? to.allowedReasons.isEmpty else {
-            throw StoreError.invalidReason(state: to, reason: reason)
-        }
-        do {
-            return try writer.write { db in
-                try db.execute(
-                    sql: "UPDATE digests SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = ?",
-                    arguments: [to.rawValue, reason?.rawValue, now.milliseconds, id, from.rawValue])
-                guard db.changesCount > 0 else { return false }
-                let what = reason.map { "\(to.rawValue) (\($0.rawValue))" } ?? to.rawValue
-                try Self.appendEvent(db, digest: id, at: now, kind: "state", detail: note.isEmpty ? what : "\(what): \(note)")
-                return true
-            }
-        } catch let error as DatabaseError where error.message?.contains(StoreError.illegalTransitionMessage) == true {
-            throw StoreError.illegalTransition(from: from, to: to)
-        }
+        try write { tx in try tx.moveDigest(id, from: from, to: to, reason: reason, now: now, note: note) }
     }
 
     /// The digest with this id.
@@ -91,11 +61,5 @@ extension RoundupStore {
             try Row.fetchAll(db, sql: "SELECT at, kind, detail FROM digest_events WHERE digest_id = ? ORDER BY id", arguments: [id])
                 .map { (Timestamp(milliseconds: $0["at"]), $0["kind"], $0["detail"]) }
         }
-    }
-
-    static func appendEvent(_ db: Database, digest: Int64, at: Timestamp, kind: String, detail: String) throws {
-        try db.execute(
-            sql: "INSERT INTO digest_events (digest_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-            arguments: [digest, at.milliseconds, kind, detail])
     }
 }

@@ -130,6 +130,14 @@ enum Schema {
                 expires_at INTEGER NOT NULL
             );
 
+            -- The newest read report applied per (reader, peer): older reports are ignored (SPEC §5.4).
+            CREATE TABLE read_marks (
+                recipient TEXT NOT NULL,
+                peer TEXT NOT NULL,
+                last_read_time INTEGER NOT NULL,
+                PRIMARY KEY (recipient, peer)
+            ) WITHOUT ROWID;
+
             -- The decision log: every step a digest goes through (SPEC §5.12).
             CREATE TABLE digest_events (
                 id INTEGER PRIMARY KEY,

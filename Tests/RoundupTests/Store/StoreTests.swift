@@ -34,7 +34,7 @@ struct StoreTests {
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'grdb_%' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         }
         #expect(tables == [
-            "access_token", "applied_events", "credits", "digest_events", "digests", "group_messages", "messages",
+            "access_token", "applied_events", "credits", "digest_events", "digests", "group_messages", "messages", "read_marks",
             "recall_tombstones", "send_pauses", "serve_lease", "users", "wechat_sent_events",
         ])
         let mode = try temp.store.writer.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }

@@ -1,0 +1,78 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// Everything one running Roundup shares: the config in force, the database, presence, metrics
+/// and the services built on them. `serve`, the demo, the benchmark and the end-to-end tests all
+/// build it the same way.
+public struct RoundupRuntime: Sendable {
+    public let config: LiveConfig
+    public let store: RoundupStore
+    public let presence: PresenceMap
+    public let metrics: RoundupMetrics
+    public let committer: GroupCommitter
+    public let ingestor: Ingestor
+    public let clock: any WallClock
+    public let logger: Logger
+
+    /// Opens the database named by the config and wires the services.
+    public init(config: RoundupConfig, clock: any WallClock = SystemWallClock(), logger: Logger) throws {
+        let store = try RoundupStore.open(path: config.storage.path, synchronous: config.storage.synchronous)
+        self.init(config: config, store: store, clock: clock, logger: logger)
+    }
+
+    /// Wires the services over an open store.
+    public init(config: RoundupConfig, store: RoundupStore, clock: any WallClock, logger: Logger) {
+        self.config = LiveConfig(config)
+        self.store = store
+        self.presence = PresenceMap()
+        self.metrics = RoundupMetrics()
+        self.committer = GroupCommitter(store: store)
+        self.clock = clock
+        self.logger = logger
+        self.ingestor = Ingestor(
+            committer: committer, presence: presence, config: self.config, clock: clock, metrics: metrics, logger: logger)
+    }
+
+    /// The HTTP routes (SPEC §4), each error as a JSON body.
+    public func buildRouter() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware(logger: logger))
+        StatusController(store: store, gauges: StatusGauges(store: store, presence: presence, metrics: metrics, config: config, clock: clock, logger: logger))
+            .addRoutes(to: router)
+        IMCallbackController(ingestor: ingestor, config: config, clock: clock, metrics: metrics, logger: logger)
+            .addRoutes(to: router)
+        return router
+    }
+
+    /// The HTTP application on `server.host:server.port` (port 0 picks a free one, reported
+    /// through `onServerRunning`).
+    public func buildApplication(
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let cfg = config.snapshot
+        return Application(
+            router: buildRouter(),
+            configuration: .init(address: .hostname(cfg.server.host, port: cfg.server.port), serverName: "roundup"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? cfg.server.port) },
+            logger: logger)
+    }
+
+    /// Runs the service until SIGTERM or SIGINT, then shuts down gracefully.
+    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let cfg = config.snapshot
+        if cfg.wechat.isDryRun {
+            logger.warning("dry-run mode: digests are rendered and recorded as dry_run, never sent to WeChat",
+                           metadata: ["reason": "\(cfg.wechat.dryRun ? "wechat.dry_run is true" : "no wechat.app_id/app_secret")"])
+        }
+        logger.info("roundup serving", metadata: [
+            "address": "\(cfg.server.host):\(cfg.server.port)", "database": "\(cfg.storage.path)",
+        ])
+        let group = ServiceGroup(
+            services: [buildApplication(onServerRunning: onServerRunning)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        try await group.run()
+    }
+}

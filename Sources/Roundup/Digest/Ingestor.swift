@@ -1,0 +1,314 @@
+import Foundation
+import Logging
+
+/// What became of one callback, for the metric and the HTTP answer.
+public enum IngestOutcome: Sendable, Equatable {
+    case stored
+    case applied
+    case skipped(String)
+    case shed
+    case failed(String)
+
+    /// The metric outcome label.
+    public var metric: RoundupMetrics.CallbackOutcome {
+        switch self {
+        case .stored: return .stored
+        case .applied: return .applied
+        case .skipped: return .skipped
+        case .shed: return .shed
+        case .failed: return .failed
+        }
+    }
+}
+
+/// Turns IM callbacks into durable state (SPEC §5.1–5.5): presence, pending messages joined to
+/// digests or kept unjoined, read reports, recalls, and cancellations when a user comes online.
+/// Every database change of a callback is committed (group commit) before it returns, within
+/// 1.5 s or counted as shed (SPEC §5.14). Message text never reaches a log line.
+public final class Ingestor: Sendable {
+    let committer: GroupCommitter
+    let presence: PresenceMap
+    let config: LiveConfig
+    let clock: any WallClock
+    let metrics: RoundupMetrics
+    let logger: Logger
+    let commitTimeout: Duration
+    /// Called after a group message row is committed, to wake the fan-out.
+    let onGroupMessage: @Sendable () -> Void
+
+    /// How long a recall of an unseen message keeps its late ingest out (SPEC §5.4).
+    static let tombstoneLifetime: Int64 = 10 * 60 * 1000
+
+    public init(
+        committer: GroupCommitter, presence: PresenceMap, config: LiveConfig, clock: any WallClock, metrics: RoundupMetrics,
+        logger: Logger, commitTimeout: Duration = .milliseconds(1500), onGroupMessage: @escaping @Sendable () -> Void = {}
+    ) {
+        self.committer = committer
+        self.presence = presence
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
+        self.logger = logger
+        self.commitTimeout = commitTimeout
+        self.onGroupMessage = onGroupMessage
+    }
+
+    /// Handles a decoded callback. `optPlatform` is the query parameter of the same name.
+    public func handle(_ callback: IMCallback, optPlatform: String?) async -> IngestOutcome {
+        let cfg = config.snapshot
+        switch callback {
+        case .stateChange(let e):
+            switch e.action {
+            case .login: return await presenceEvent(user: e.userID, online: true, eventTime: e.eventTime)
+            case .logout, .disconnect: return await presenceEvent(user: e.userID, online: false, eventTime: e.eventTime)
+            case .other(let action): return .skipped("state action \(action)")
+            }
+        case .c2cAfterSend(let m):
+            guard cfg.im.ingestFrom == .afterSend else { return .skipped("ingest_from is before_send") }
+            return await c2cMessage(m, optPlatform: optPlatform)
+        case .c2cBeforeSend(let m):
+            guard cfg.im.ingestFrom == .beforeSend else { return .skipped("ingest_from is after_send") }
+            return await c2cMessage(m, optPlatform: optPlatform)
+        case .msgReport(let r):
+            return await readReport(r)
+        case .withdraw(let w):
+            return await withdrawal(w)
+        case .groupAfterSend(let g):
+            return await groupMessage(g, optPlatform: optPlatform)
+        case .unknown:
+            return .skipped("unknown command")
+        }
+    }
+
+    // MARK: - C2C messages
+
+    func c2cMessage(_ m: IMC2CMessage, optPlatform: String?) async -> IngestOutcome {
+        let senderActive = !Self.isRESTAPI(optPlatform)
+        if let result = m.sendMsgResult, result != 0 {
+            return await afterSenderActivity(m.from, m.msgTime, senderActive, outcome: .skipped("send failed"))
+        }
+        if m.onlineOnly { return await afterSenderActivity(m.from, m.msgTime, senderActive, outcome: .skipped("online-only message")) }
+        let cfg = config.snapshot
+        let now = clock.timestamp
+        let summary = m.summary
+        let urgentFlag = m.isUrgent
+        let presence = self.presence
+        let senderLogin = senderActive ? presence.apply(user: m.from, online: true, eventTime: m.msgTime * 1000) : nil
+        return await commit { tx in
+            if let senderLogin, senderLogin.applied {
+                try Self.cameOnline(tx, user: m.from, config: cfg, now: now)
+            }
+            if try tx.isTombstoned(msgKey: m.msgKey, now: now) { return .skipped("recalled before it arrived") }
+            let recipient = try tx.user(m.to)
+            let policy = cfg.digest.policy(forProfile: recipient?.profile)
+            if policy.ignoreSenders.contains(m.from) { return .skipped("ignored sender") }
+            let urgent = urgentFlag || policy.urgentSenders.contains(m.from)
+            let message = NewMessage(
+                msgKey: m.msgKey, recipient: m.to, sender: m.from, msgTime: m.msgTime, receivedAt: now, summary: summary, urgent: urgent)
+            guard let id = try tx.insertMessage(message) else { return .skipped("duplicate MsgKey") }
+            if presence.state(of: m.to) == .online { return .stored }
+            try Self.join(tx, user: m.to, messages: [id], from: m.from, windowStart: now, urgent: urgent, policy: policy, config: cfg, now: now)
+            return .stored
+        }
+    }
+
+    /// Applies "a message from X counts as a Login for X" when nothing else is stored.
+    private func afterSenderActivity(_ sender: String, _ msgTime: Int64, _ active: Bool, outcome: IngestOutcome) async -> IngestOutcome {
+        guard active else { return outcome }
+        let change = presence.apply(user: sender, online: true, eventTime: msgTime * 1000)
+        guard change.applied else { return outcome }
+        let cfg = config.snapshot
+        let now = clock.timestamp
+        let result = await commit { tx in
+            try Self.cameOnline(tx, user: sender, config: cfg, now: now)
+            return outcome
+        }
+        return result
+    }
+
+    // MARK: - presence
+
+    func presenceEvent(user: String, online: Bool, eventTime: Int64) async -> IngestOutcome {
+        let change = presence.apply(user: user, online: online, eventTime: eventTime)
+        guard change.applied else { return .skipped("older than the last event for this user") }
+        let cfg = config.snapshot
+        let now = clock.timestamp
+        return await commit { tx in
+            if online {
+                try Self.cameOnline(tx, user: user, config: cfg, now: now)
+            } else if change.previous != .offline {
+                try Self.wentOffline(tx, user: user, config: cfg, now: now)
+            }
+            return .applied
+        }
+    }
+
+    /// Login: with `cancel_on_online`, the open or held digest is cancelled and its messages
+    /// are marked seen, not sent (SPEC §5.5).
+    static func cameOnline(_ tx: StoreTransaction, user: String, config: RoundupConfig, now: Timestamp) throws {
+        guard let digest = try tx.activeDigest(for: user) else { return }
+        let profile = try tx.user(user)?.profile
+        guard config.digest.policy(forProfile: profile).cancelOnOnline else { return }
+        if try tx.moveDigest(digest.id, from: digest.state, to: .cancelled, reason: .userOnline, now: now,
+                             note: "the user came online; \(digest.pendingCount) message(s) seen in the app") {
+            try tx.setStatus(ofDigest: digest.id, to: "seen", at: now)
+        }
+    }
+
+    /// Logout/Disconnect: unjoined messages from the last `offline_lookback` join a digest whose
+    /// window starts now; older unjoined messages are dropped (SPEC §5.2).
+    static func wentOffline(_ tx: StoreTransaction, user: String, config: RoundupConfig, now: Timestamp) throws {
+        let unjoined = try tx.unjoinedMessages(recipient: user)
+        guard !unjoined.isEmpty else { return }
+        let policy = config.digest.policy(forProfile: try tx.user(user)?.profile)
+        let cutoff = now - policy.offlineLookback.milliseconds
+        let recent = unjoined.filter { $0.receivedAt >= cutoff }
+        let old = unjoined.filter { $0.receivedAt < cutoff }
+        if !old.isEmpty { try tx.setStatus(of: old.map(\.id), to: "dropped", at: now) }
+        guard !recent.isEmpty else { return }
+        try join(tx, user: user, messages: recent.map(\.id), from: nil, windowStart: now, urgent: false, policy: policy,
+                 config: config, now: now, why: "the user went offline with \(recent.count) unread message(s) from the last \(policy.offlineLookback)")
+    }
+
+    /// Adds messages to the user's open or held digest, opening one when there is none, and
+    /// re-times an open digest.
+    static func join(
+        _ tx: StoreTransaction, user: String, messages ids: [Int64], from sender: String?, windowStart: Timestamp, urgent: Bool,
+        policy: DigestPolicy, config: RoundupConfig, now: Timestamp, why: String? = nil
+    ) throws {
+        let tz = config.digest.timezone
+        let lastSent = try tx.lastSentAt(user: user)
+        let what = why ?? "message from \(sender ?? "?") added"
+        if let d = try tx.activeDigest(for: user) {
+            try tx.join(messages: ids, to: d.id)
+            let count = d.pendingCount + ids.count
+            guard d.state == .open else {
+                try tx.updateDigestTiming(d.id, lastMessageAt: now, dueAt: nil, urgent: urgent, now: now)
+                try tx.appendEvent(digest: d.id, at: now, kind: "message",
+                                   detail: "\(what) while held (\(d.reason?.rawValue ?? "?")); \(count) pending")
+                return
+            }
+            let before = DuePolicy.Facts(windowStart: d.windowStartAt, lastMessageAt: d.lastMessageAt ?? d.windowStartAt,
+                                         pendingCount: d.pendingCount, urgent: d.urgent)
+            let wasEarly = DuePolicy.isEarly(before, policy: policy)
+            var facts = DuePolicy.Facts(windowStart: d.windowStartAt, lastMessageAt: now, pendingCount: count,
+                                        urgent: d.urgent || urgent, lastSentAt: lastSent)
+            facts.earlySince = wasEarly ? d.dueAt : (DuePolicy.isEarly(facts, policy: policy) ? now : nil)
+            let due = DuePolicy.dueAt(facts, policy: policy, timeZone: tz)
+            try tx.updateDigestTiming(d.id, lastMessageAt: now, dueAt: due, urgent: urgent, now: now)
+            try tx.appendEvent(digest: d.id, at: now, kind: "message",
+                               detail: "\(what); \(count) pending; due \(due.rfc3339)\(dueReason(facts, policy: policy, wasEarly: wasEarly))")
+            return
+        }
+        var facts = DuePolicy.Facts(windowStart: windowStart, lastMessageAt: now, pendingCount: ids.count, urgent: urgent, lastSentAt: lastSent)
+        if DuePolicy.isEarly(facts, policy: policy) { facts.earlySince = now }
+        let due = DuePolicy.dueAt(facts, policy: policy, timeZone: tz)
+        let id = try tx.openDigest(for: user, windowStart: windowStart, dueAt: due, now: now,
+                                   note: "\(policy.mode.rawValue) window of \(policy.window); due \(due.rfc3339)\(dueReason(facts, policy: policy, wasEarly: false))")
+        try tx.join(messages: ids, to: id)
+        try tx.updateDigestTiming(id, lastMessageAt: now, dueAt: nil, urgent: urgent, now: now)
+        try tx.appendEvent(digest: id, at: now, kind: "message", detail: "\(what); \(ids.count) pending")
+    }
+
+    private static func dueReason(_ f: DuePolicy.Facts, policy: DigestPolicy, wasEarly: Bool) -> String {
+        if f.urgent { return " (urgent)" }
+        if f.pendingCount >= policy.maxMessages && !wasEarly { return " (max_messages \(policy.maxMessages) reached)" }
+        return ""
+    }
+
+    // MARK: - read and recall
+
+    func readReport(_ r: IMReadReport) async -> IngestOutcome {
+        let now = clock.timestamp
+        return await commit { tx in
+            if let mark = try tx.readMark(recipient: r.reportAccount, peer: r.peerAccount), r.lastReadTime < mark {
+                return .skipped("older than the last read report for this pair")
+            }
+            try tx.setReadMark(recipient: r.reportAccount, peer: r.peerAccount, lastReadTime: r.lastReadTime)
+            let read = try tx.pendingC2CMessages(recipient: r.reportAccount, sender: r.peerAccount, upToMsgTime: r.lastReadTime)
+            guard !read.isEmpty else { return .applied }
+            try tx.setStatus(of: read.map(\.id), to: "read", at: now)
+            try Self.afterRemoval(tx, digests: read.compactMap(\.digestID), reason: .read,
+                                  detail: "read in the app (messages from \(r.peerAccount))", now: now)
+            return .applied
+        }
+    }
+
+    func withdrawal(_ w: IMWithdrawal) async -> IngestOutcome {
+        let now = clock.timestamp
+        return await commit { tx in
+            guard let m = try tx.message(msgKey: w.msgKey, recipient: w.to) else {
+                try tx.addTombstone(msgKey: w.msgKey, to: w.to, expiresAt: now + Self.tombstoneLifetime)
+                return .applied
+            }
+            if m.status == "pending" {
+                try tx.setStatus(of: [m.id], to: "recalled", at: now, eraseText: true)
+                if let digest = m.digestID {
+                    try Self.afterRemoval(tx, digests: [digest], reason: .recalled, detail: "recalled by \(w.from)", now: now)
+                }
+            } else {
+                // Too late to unsend; the text is still erased (the sender asked for it gone).
+                try tx.eraseText(messageID: m.id)
+                if let digest = m.digestID {
+                    try tx.appendEvent(digest: digest, at: now, kind: "message", detail: "recalled by \(w.from) after it was \(m.status)")
+                }
+            }
+            return .applied
+        }
+    }
+
+    /// Logs removals and cancels any open or held digest left empty.
+    static func afterRemoval(_ tx: StoreTransaction, digests: [Int64], reason: DigestReason, detail: String, now: Timestamp) throws {
+        for digest in Set(digests) {
+            let removed = digests.filter { $0 == digest }.count
+            try tx.appendEvent(digest: digest, at: now, kind: "message", detail: "\(removed) message(s) removed: \(detail)")
+            guard let state = try tx.digestState(digest), DigestState.active.contains(state) else { continue }
+            if try tx.pendingCount(digest: digest) == 0 {
+                try tx.moveDigest(digest, from: state, to: .cancelled, reason: reason, now: now, note: "no messages left")
+            }
+        }
+    }
+
+    // MARK: - groups
+
+    func groupMessage(_ g: IMGroupMessage, optPlatform: String?) async -> IngestOutcome {
+        let senderActive = !Self.isRESTAPI(optPlatform)
+        if g.isAVChatRoom { return await afterSenderActivity(g.from, g.msgTime, senderActive, outcome: .skipped("AVChatRoom group")) }
+        if g.onlineOnly { return await afterSenderActivity(g.from, g.msgTime, senderActive, outcome: .skipped("online-only message")) }
+        let cfg = config.snapshot
+        let now = clock.timestamp
+        let senderLogin = senderActive ? presence.apply(user: g.from, online: true, eventTime: g.msgTime * 1000) : nil
+        let row = NewGroupMessage(
+            groupID: g.groupID, msgSeq: g.msgSeq, groupType: g.groupType, sender: g.from, msgTime: g.msgTime, receivedAt: now,
+            summary: g.summary, atAll: g.atAll, mentions: g.mentioned, urgent: g.isUrgent)
+        let outcome = await commit { tx in
+            if let senderLogin, senderLogin.applied {
+                try Self.cameOnline(tx, user: g.from, config: cfg, now: now)
+            }
+            return try tx.insertGroupMessage(row) == nil ? .skipped("duplicate GroupId+MsgSeq") : .stored
+        }
+        if outcome == .stored { onGroupMessage() }
+        return outcome
+    }
+
+    // MARK: - plumbing
+
+    /// Runs a transaction through the group committer, mapping failures to outcomes.
+    private func commit(_ work: @escaping @Sendable (StoreTransaction) throws -> IngestOutcome) async -> IngestOutcome {
+        do {
+            let outcome = try await committer.perform(timeout: commitTimeout, work)
+            if outcome == .stored { metrics.messagesIngested.increment() }
+            return outcome
+        } catch CommitError.timedOut {
+            return .shed
+        } catch {
+            logger.error("ingest failed", metadata: ["error": "\(error)"])
+            return .failed("\(error)")
+        }
+    }
+
+    /// `OptPlatform=RESTAPI`: sent by a backend, not by the user in the app.
+    static func isRESTAPI(_ optPlatform: String?) -> Bool {
+        optPlatform?.caseInsensitiveCompare("RESTAPI") == .orderedSame
+    }
+}

@@ -1,0 +1,332 @@
+import GRDB
+
+/// The open, joinable digest of a user with what the due-time policy needs to know.
+public struct ActiveDigest: Sendable, Equatable {
+    public var id: Int64
+    public var state: DigestState
+    public var reason: DigestReason?
+    public var windowStartAt: Timestamp
+    public var lastMessageAt: Timestamp?
+    public var dueAt: Timestamp?
+    public var urgent: Bool
+    public var pendingCount: Int
+}
+
+/// A pending message as the ingest logic sees it.
+public struct PendingMessageRef: Sendable, Equatable {
+    public var id: Int64
+    public var recipient: String
+    public var digestID: Int64?
+    public var receivedAt: Timestamp
+    public var status: String
+}
+
+/// Typed operations inside one write transaction. The digest logic composes these; the SQL
+/// stays here. Obtained from `RoundupStore.write` or a `GroupCommitter` batch.
+public struct StoreTransaction {
+    let db: Database
+
+    init(_ db: Database) { self.db = db }
+
+    // MARK: users
+
+    /// The user, or nil.
+    public func user(_ id: String) throws -> User? {
+        try UserRecord.fetchOne(db, key: id)?.user
+    }
+
+    // MARK: messages
+
+    /// Inserts a C2C message unless its `MsgKey` is stored already; returns the new row id.
+    public func insertMessage(_ m: NewMessage, senderNameCard: String? = nil, groupMessageID: Int64? = nil) throws -> Int64? {
+        if let groupMessageID {
+            try db.execute(
+                sql: """
+                    INSERT INTO messages (group_message_id, recipient, sender, sender_name_card, msg_time, received_at, summary, urgent)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                    """,
+                arguments: [groupMessageID, m.recipient, m.sender, senderNameCard, m.msgTime, m.receivedAt.milliseconds, m.summary, m.urgent])
+        } else {
+            try db.execute(
+                sql: """
+                    INSERT INTO messages (msg_key, recipient, sender, sender_name_card, msg_time, received_at, summary, urgent)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                    """,
+                arguments: [m.msgKey, m.recipient, m.sender, senderNameCard, m.msgTime, m.receivedAt.milliseconds, m.summary, m.urgent])
+        }
+        return db.changesCount > 0 ? db.lastInsertedRowID : nil
+    }
+
+    /// Whether a row with this `MsgKey` exists (any status).
+    public func messageExists(msgKey: String) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM messages WHERE msg_key = ?)", arguments: [msgKey]) ?? false
+    }
+
+    /// The C2C message with this key and recipient.
+    public func message(msgKey: String, recipient: String) throws -> PendingMessageRef? {
+        try Row.fetchOne(
+            db, sql: "SELECT id, recipient, digest_id, received_at, status FROM messages WHERE msg_key = ? AND recipient = ?",
+            arguments: [msgKey, recipient]
+        ).map(Self.ref)
+    }
+
+    /// Pending messages of a recipient not joined to any digest, oldest first.
+    public func unjoinedMessages(recipient: String) throws -> [PendingMessageRef] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, recipient, digest_id, received_at, status FROM messages
+                WHERE recipient = ? AND status = 'pending' AND digest_id IS NULL ORDER BY received_at, id
+                """,
+            arguments: [recipient]
+        ).map(Self.ref)
+    }
+
+    /// Pending C2C messages from `sender` to `recipient` sent at or before `msgTime` (a read report).
+    public func pendingC2CMessages(recipient: String, sender: String, upToMsgTime msgTime: Int64) throws -> [PendingMessageRef] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, recipient, digest_id, received_at, status FROM messages
+                WHERE recipient = ? AND sender = ? AND status = 'pending' AND msg_time <= ? AND group_message_id IS NULL
+                """,
+            arguments: [recipient, sender, msgTime]
+        ).map(Self.ref)
+    }
+
+    /// Moves messages into a digest.
+    public func join(messages ids: [Int64], to digest: Int64) throws {
+        for id in ids {
+            try db.execute(sql: "UPDATE messages SET digest_id = ? WHERE id = ?", arguments: [digest, id])
+        }
+    }
+
+    /// Ends messages' pending life with a status (`read`, `recalled`, `seen`, `dropped`, …);
+    /// `eraseText` removes the summary at once (recalls).
+    public func setStatus(of ids: [Int64], to status: String, at: Timestamp, eraseText: Bool = false) throws {
+        let sql = eraseText
+            ? "UPDATE messages SET status = ?, status_at = ?, summary = NULL WHERE id = ?"
+            : "UPDATE messages SET status = ?, status_at = ? WHERE id = ?"
+        for id in ids {
+            try db.execute(sql: sql, arguments: [status, at.milliseconds, id])
+        }
+    }
+
+    /// Erases a message's text (a recall after its digest was sent).
+    public func eraseText(messageID: Int64) throws {
+        try db.execute(sql: "UPDATE messages SET summary = NULL WHERE id = ?", arguments: [messageID])
+    }
+
+    /// Marks every pending message of a digest with a final status.
+    public func setStatus(ofDigest digest: Int64, to status: String, at: Timestamp) throws {
+        try db.execute(
+            sql: "UPDATE messages SET status = ?, status_at = ? WHERE digest_id = ? AND status = 'pending'",
+            arguments: [status, at.milliseconds, digest])
+    }
+
+    // MARK: read marks and tombstones
+
+    /// The newest `LastReadTime` applied for a (reader, peer) pair.
+    public func readMark(recipient: String, peer: String) throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT last_read_time FROM read_marks WHERE recipient = ? AND peer = ?", arguments: [recipient, peer])
+    }
+
+    public func setReadMark(recipient: String, peer: String, lastReadTime: Int64) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO read_marks (recipient, peer, last_read_time) VALUES (?, ?, ?)
+                ON CONFLICT (recipient, peer) DO UPDATE SET last_read_time = excluded.last_read_time
+                """,
+            arguments: [recipient, peer, lastReadTime])
+    }
+
+    /// Whether a live recall tombstone exists for the key.
+    public func isTombstoned(msgKey: String, now: Timestamp) throws -> Bool {
+        try Bool.fetchOne(
+            db, sql: "SELECT EXISTS (SELECT 1 FROM recall_tombstones WHERE msg_key = ? AND expires_at > ?)",
+            arguments: [msgKey, now.milliseconds]) ?? false
+    }
+
+    public func addTombstone(msgKey: String, to: String, expiresAt: Timestamp) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO recall_tombstones (msg_key, to_account, expires_at) VALUES (?, ?, ?)
+                ON CONFLICT (msg_key) DO UPDATE SET expires_at = excluded.expires_at
+                """,
+            arguments: [msgKey, to, expiresAt.milliseconds])
+    }
+
+    // MARK: digests
+
+    /// The user's open or held digest with its pending message count.
+    public func activeDigest(for user: String) throws -> ActiveDigest? {
+        guard let row = try Row.fetchOne(
+            db,
+            sql: """
+                SELECT id, state, reason, window_start_at, last_message_at, due_at, urgent,
+                       (SELECT COUNT(*) FROM messages m WHERE m.digest_id = d.id AND m.status = 'pending') AS pending
+                FROM digests d WHERE im_user_id = ? AND state IN ('open', 'held')
+                """,
+            arguments: [user])
+        else { return nil }
+        return ActiveDigest(
+            id: row["id"], state: DigestState(rawValue: row["state"]) ?? .open,
+            reason: (row["reason"] as String?).flatMap(DigestReason.init(rawValue:)),
+            windowStartAt: Timestamp(milliseconds: row["window_start_at"]),
+            lastMessageAt: (row["last_message_at"] as Int64?).map(Timestamp.init(milliseconds:)),
+            dueAt: (row["due_at"] as Int64?).map(Timestamp.init(milliseconds:)),
+            urgent: row["urgent"], pendingCount: row["pending"])
+    }
+
+    /// When the user's last `sent` or `dry_run` digest finished (for `min_interval`).
+    public func lastSentAt(user: String) throws -> Timestamp? {
+        try Int64.fetchOne(
+            db, sql: "SELECT max(finished_at) FROM digests WHERE im_user_id = ? AND state IN ('sent', 'dry_run')",
+            arguments: [user]
+        ).map(Timestamp.init(milliseconds:))
+    }
+
+    /// A digest's current state.
+    public func digestState(_ id: Int64) throws -> DigestState? {
+        try String.fetchOne(db, sql: "SELECT state FROM digests WHERE id = ?", arguments: [id]).flatMap(DigestState.init(rawValue:))
+    }
+
+    /// Pending messages left in a digest.
+    public func pendingCount(digest: Int64) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages WHERE digest_id = ? AND status = 'pending'", arguments: [digest]) ?? 0
+    }
+
+    /// Creates an open digest (the schema refuses a second active one for the user).
+    public func openDigest(for user: String, windowStart: Timestamp, dueAt: Timestamp, now: Timestamp, note: String) throws -> Int64 {
+        do {
+            try db.execute(
+                sql: """
+                    INSERT INTO digests (im_user_id, state, opened_at, window_start_at, due_at, updated_at)
+                    VALUES (?, 'open', ?, ?, ?, ?)
+                    """,
+                arguments: [user, now.milliseconds, windowStart.milliseconds, dueAt.milliseconds, now.milliseconds])
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw StoreError.activeDigestExists(user: user)
+        }
+        let id = db.lastInsertedRowID
+        try appendEvent(digest: id, at: now, kind: "opened", detail: note)
+        return id
+    }
+
+    /// Records a new last message, the urgency flag and (for open digests) a new due time.
+    public func updateDigestTiming(_ id: Int64, lastMessageAt: Timestamp?, dueAt: Timestamp?, urgent: Bool, now: Timestamp) throws {
+        try db.execute(
+            sql: """
+                UPDATE digests SET last_message_at = coalesce(?, last_message_at),
+                    due_at = CASE WHEN state = 'open' THEN coalesce(?, due_at) ELSE due_at END,
+                    urgent = urgent OR ?, updated_at = ?
+                WHERE id = ?
+                """,
+            arguments: [lastMessageAt?.milliseconds, dueAt?.milliseconds, urgent, now.milliseconds, id])
+    }
+
+    /// Compare-and-set of a digest's state, logged (SPEC §5.9, §5.12).
+    @discardableResult
+    public func moveDigest(
+        _ id: Int64, from: DigestState, to: DigestState, reason: DigestReason? = nil, now: Timestamp, note: String = ""
+    ) throws -> Bool {
+        guard from.canMove(to: to) else { throw StoreError.illegalTransition(from: from, to: to) }
+        guard reason.map({ to.allowedReasons.contains($0) }) ?? to.allowedReasons.isEmpty else {
+            throw StoreError.invalidReason(state: to, reason: reason)
+        }
+        do {
+            try db.execute(
+                sql: """
+                    UPDATE digests SET state = ?, reason = ?, updated_at = ?,
+                        held_since = CASE WHEN ? = 'held' THEN coalesce(held_since, ?) ELSE NULL END,
+                        finished_at = CASE WHEN ? IN ('sent', 'dry_run', 'cancelled', 'expired') THEN ? ELSE finished_at END
+                    WHERE id = ? AND state = ?
+                    """,
+                arguments: [to.rawValue, reason?.rawValue, now.milliseconds, to.rawValue, now.milliseconds,
+                            to.rawValue, now.milliseconds, id, from.rawValue])
+        } catch let error as DatabaseError where error.message?.contains(StoreError.illegalTransitionMessage) == true {
+            throw StoreError.illegalTransition(from: from, to: to)
+        }
+        guard db.changesCount > 0 else { return false }
+        let what = reason.map { "\(to.rawValue) (\($0.rawValue))" } ?? to.rawValue
+        try appendEvent(digest: id, at: now, kind: "state", detail: note.isEmpty ? what : "\(what): \(note)")
+        return true
+    }
+
+    /// Appends to a digest's decision log.
+    public func appendEvent(digest: Int64, at: Timestamp, kind: String, detail: String) throws {
+        try db.execute(
+            sql: "INSERT INTO digest_events (digest_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+            arguments: [digest, at.milliseconds, kind, detail])
+    }
+
+    // MARK: group messages
+
+    /// Stores a group message once per GroupId+MsgSeq; returns its row id, or nil for a duplicate.
+    public func insertGroupMessage(_ g: NewGroupMessage) throws -> Int64? {
+        try db.execute(
+            sql: """
+                INSERT INTO group_messages (group_id, msg_seq, group_type, sender, msg_time, received_at, summary, at_all, mentions, urgent)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, msg_seq) DO NOTHING
+                """,
+            arguments: [g.groupID, g.msgSeq, g.groupType, g.sender, g.msgTime, g.receivedAt.milliseconds, g.summary, g.atAll,
+                        g.mentions.joined(separator: "\n"), g.urgent])
+        return db.changesCount > 0 ? db.lastInsertedRowID : nil
+    }
+
+    /// Records that a group message's fan-out finished.
+    public func finishFanout(_ id: Int64, state: String, at: Timestamp) throws {
+        try db.execute(
+            sql: "UPDATE group_messages SET fanout_state = ?, fanout_done_at = ? WHERE id = ?",
+            arguments: [state, at.milliseconds, id])
+    }
+
+    static func ref(_ row: Row) -> PendingMessageRef {
+        PendingMessageRef(
+            id: row["id"], recipient: row["recipient"], digestID: row["digest_id"],
+            receivedAt: Timestamp(milliseconds: row["received_at"]), status: row["status"])
+    }
+}
+
+/// A group message to store as one row before the callback is answered (SPEC §5.3).
+public struct NewGroupMessage: Sendable, Equatable {
+    public var groupID: String
+    public var msgSeq: Int64
+    public var groupType: String
+    public var sender: String
+    public var msgTime: Int64
+    public var receivedAt: Timestamp
+    public var summary: String
+    public var atAll: Bool
+    public var mentions: [String]
+    public var urgent: Bool
+
+    public init(
+        groupID: String, msgSeq: Int64, groupType: String, sender: String, msgTime: Int64, receivedAt: Timestamp,
+        summary: String, atAll: Bool, mentions: [String], urgent: Bool
+    ) {
+        self.groupID = groupID
+        self.msgSeq = msgSeq
+        self.groupType = groupType
+        self.sender = sender
+        self.msgTime = msgTime
+        self.receivedAt = receivedAt
+        self.summary = summary
+        self.atAll = atAll
+        self.mentions = mentions
+        self.urgent = urgent
+    }
+}
+
+extension RoundupStore {
+    /// Runs typed operations in one write transaction.
+    public func write<T: Sendable>(_ body: @Sendable (StoreTransaction) throws -> T) throws -> T {
+        try writer.write { db in try body(StoreTransaction(db)) }
+    }
+
+    /// Runs typed operations in one write transaction without blocking a thread of the
+    /// cooperative pool.
+    public func write<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
+        try await writer.write { db in try body(StoreTransaction(db)) }
+    }
+}

@@ -1,0 +1,8 @@
+/// Compares two byte sequences in time that depends only on their lengths, never on where they
+/// differ, so a signature check leaks nothing to a caller timing it (tencent-im.md §1.2).
+public func constantTimeEquals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+    guard a.count == b.count else { return false }
+    var difference: UInt8 = 0
+    for (x, y) in zip(a, b) { difference |= x ^ y }
+    return difference == 0
+}

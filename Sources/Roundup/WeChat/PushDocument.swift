@@ -1,0 +1,247 @@
+import Foundation
+
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// A push body as a loose tree, the same for JSON and XML: scalars keep their text (JSON numbers
+/// keep their exact digits, so a 64-bit MsgID never passes through a Double, wechat.md §8.9),
+/// objects keep repeated keys (XML repeats `<List>`, wechat.md §4.2).
+indirect enum PushValue: Sendable, Equatable {
+    case scalar(String)
+    case object([(String, PushValue)])
+    case array([PushValue])
+    case null
+
+    static func == (lhs: PushValue, rhs: PushValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.scalar(let a), .scalar(let b)): return a == b
+        case (.array(let a), .array(let b)): return a == b
+        case (.null, .null): return true
+        case (.object(let a), .object(let b)):
+            return a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        default: return false
+        }
+    }
+
+    /// Every value under `key` of an object, in document order (XML may repeat a key).
+    func values(_ key: String) -> [PushValue] {
+        guard case .object(let pairs) = self else { return [] }
+        return pairs.filter { $0.0 == key }.map(\.1)
+    }
+
+    /// The first value under `key`, or nil.
+    subscript(key: String) -> PushValue? { values(key).first }
+
+    /// The scalar text, or nil for objects, arrays and null.
+    var text: String? {
+        if case .scalar(let text) = self { return text }
+        return nil
+    }
+}
+
+/// The two body formats a push can use; everything inside `Encrypt` uses the outer one (wechat.md §1).
+enum PushFormat: Sendable, Equatable {
+    case json
+    case xml
+}
+
+/// Parses push bodies. The format is sniffed from the first non-blank byte, since which
+/// Content-Type WeChat sends is unverified (wechat.md §3.2).
+enum PushDocument {
+    /// The format of `body`: `{` is JSON, `<` is XML, anything else is malformed.
+    static func sniff(_ body: Data) throws(WeChatPushError) -> PushFormat {
+        var bytes = body[...]
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
+        switch bytes.first(where: { !isBlank($0) }) {
+        case UInt8(ascii: "{"): return .json
+        case UInt8(ascii: "<"): return .xml
+        case nil: throw .malformed("the body is empty")
+        default: throw .malformed("the body is neither JSON nor XML")
+        }
+    }
+
+    /// Parses a body in whichever format it is, returning the format too (the inner document must match it).
+    static func parse(_ body: Data) throws(WeChatPushError) -> (PushFormat, PushValue) {
+        let format = try sniff(body)
+        switch format {
+        case .json: return (format, try parseJSON(body))
+        case .xml: return (format, try parseXML(body))
+        }
+    }
+
+    /// Parses a body that must be in `format` (the plaintext inside `Encrypt`).
+    static func parse(_ body: Data, as format: PushFormat) throws(WeChatPushError) -> PushValue {
+        let (found, value) = try parse(body)
+        guard found == format else { throw .malformed("the encrypted document is not in the outer body's format") }
+        return value
+    }
+
+    // MARK: JSON
+
+    /// A JSON object body; integers keep their exact decimal text.
+    static func parseJSON(_ body: Data) throws(WeChatPushError) -> PushValue {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: body, options: [])
+        } catch {
+            throw .malformed("invalid JSON")
+        }
+        guard object is [String: Any] else { throw .malformed("the JSON body is not an object") }
+        return try jsonValue(object)
+    }
+
+    private static func jsonValue(_ any: Any) throws(WeChatPushError) -> PushValue {
+        switch any {
+        case let string as String: return .scalar(string)
+        case let dictionary as [String: Any]:
+            var pairs: [(String, PushValue)] = []
+            for key in dictionary.keys.sorted() { pairs.append((key, try jsonValue(dictionary[key]!))) }
+            return .object(pairs)
+        case let array as [Any]:
+            var items: [PushValue] = []
+            for item in array { items.append(try jsonValue(item)) }
+            return .array(items)
+        case is NSNull: return .null
+        case let number as NSNumber: return .scalar(numberText(number))
+        default: throw .malformed("unexpected JSON value")
+        }
+    }
+
+    /// Exact text of a JSON number: integers as their digits (JSONSerialization keeps 64-bit
+    /// integers exact), integral doubles below 2^53 without a fraction, other doubles as written by Swift.
+    static func numberText(_ number: NSNumber) -> String {
+        let kind = String(cString: number.objCType)
+        if kind == "d" || kind == "f" {
+            let double = number.doubleValue
+            if double.rounded() == double, abs(double) < 9_007_199_254_740_992 { return String(Int64(double)) }
+            return String(double)
+        }
+        if type(of: number) != NSNumber.self, kind == "c" {
+            return number.boolValue ? "true" : "false"
+        }
+        return number.stringValue
+    }
+
+    // MARK: XML
+
+    /// An XML body, refusing any DOCTYPE before the parser sees it (wechat.md §8.14) and never
+    /// resolving external entities.
+    static func parseXML(_ body: Data) throws(WeChatPushError) -> PushValue {
+        try refuseDoctype(body)
+        let builder = XMLTreeBuilder()
+        let parser = XMLParser(data: body)
+        parser.shouldResolveExternalEntities = false
+        parser.shouldProcessNamespaces = false
+        parser.delegate = builder
+        let ok = parser.parse()
+        if builder.sawDTD { throw .doctypeRefused }
+        guard ok, let root = builder.root else { throw .malformed("invalid XML") }
+        return root
+    }
+
+    /// Walks the prolog (XML declaration, processing instructions, comments, blanks) up to the root
+    /// element and refuses any `<!DOCTYPE`, in any letter case.
+    static func refuseDoctype(_ body: Data) throws(WeChatPushError) {
+        let bytes = Array(body)
+        var index = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        func hasPrefix(_ prefix: String, at position: Int) -> Bool {
+            let p = Array(prefix.utf8)
+            guard position + p.count <= bytes.count else { return false }
+            return zip(bytes[position..<position + p.count], p).allSatisfy { $0 | 0x20 == $1 | 0x20 }
+        }
+        func skip(past terminator: String, from position: Int) -> Int? {
+            let t = Array(terminator.utf8)
+            var i = position
+            while i + t.count <= bytes.count {
+                if Array(bytes[i..<i + t.count]) == t { return i + t.count }
+                i += 1
+            }
+            return nil
+        }
+        while index < bytes.count {
+            if isBlank(bytes[index]) {
+                index += 1
+            } else if hasPrefix("<?", at: index) {
+                guard let next = skip(past: "?>", from: index + 2) else { throw .malformed("unterminated XML declaration") }
+                index = next
+            } else if hasPrefix("<!--", at: index) {
+                guard let next = skip(past: "-->", from: index + 4) else { throw .malformed("unterminated XML comment") }
+                index = next
+            } else if hasPrefix("<!doctype", at: index) {
+                throw .doctypeRefused
+            } else if hasPrefix("<!", at: index) {
+                throw .malformed("unexpected markup before the root element")
+            } else {
+                return  // The root element starts here (or garbage the parser will reject).
+            }
+        }
+    }
+
+    private static func isBlank(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
+    }
+}
+
+/// Builds a `PushValue` from `XMLParser` events: an element with child elements becomes an object
+/// (repeated names kept), a leaf becomes its text (CDATA and entity references joined).
+private final class XMLTreeBuilder: NSObject, XMLParserDelegate {
+    private struct Frame {
+        var name: String
+        var children: [(String, PushValue)] = []
+        var text = ""
+    }
+
+    private var stack: [Frame] = []
+    var root: PushValue?
+    var sawDTD = false
+
+    func parser(
+        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName: String?,
+        attributes: [String: String] = [:]
+    ) {
+        stack.append(Frame(name: elementName))
+    }
+
+    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName: String?) {
+        guard let frame = stack.popLast() else { return }
+        let value: PushValue = frame.children.isEmpty ? .scalar(frame.text) : .object(frame.children)
+        if stack.isEmpty {
+            root = value
+        } else {
+            stack[stack.count - 1].children.append((frame.name, value))
+        }
+    }
+
+    func parser(_ parser: XMLParser, foundCharacters string: String) {
+        guard !stack.isEmpty else { return }
+        stack[stack.count - 1].text += string
+    }
+
+    func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
+        guard !stack.isEmpty else { return }
+        stack[stack.count - 1].text += String(decoding: CDATABlock, as: UTF8.self)
+    }
+
+    // Belt and braces behind `refuseDoctype`: any DTD content aborts the parse.
+    func parser(_ parser: XMLParser, foundInternalEntityDeclarationWithName name: String, value: String?) {
+        sawDTD = true
+        parser.abortParsing()
+    }
+
+    func parser(_ parser: XMLParser, foundExternalEntityDeclarationWithName name: String, publicID: String?, systemID: String?) {
+        sawDTD = true
+        parser.abortParsing()
+    }
+
+    func parser(_ parser: XMLParser, foundElementDeclarationWithName elementName: String, model: String) {
+        sawDTD = true
+        parser.abortParsing()
+    }
+
+    func parser(_ parser: XMLParser, resolveExternalEntityName name: String, systemID: String?) -> Data? {
+        sawDTD = true
+        parser.abortParsing()
+        return nil
+    }
+}
