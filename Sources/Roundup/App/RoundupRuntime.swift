@@ -13,17 +13,27 @@ public struct RoundupRuntime: Sendable {
     public let metrics: RoundupMetrics
     public let committer: GroupCommitter
     public let ingestor: Ingestor
+    public let ledger: SubscriptionLedger
+    public let fanout: GroupFanout
     public let clock: any WallClock
     public let logger: Logger
 
     /// Opens the database named by the config and wires the services.
     public init(config: RoundupConfig, clock: any WallClock = SystemWallClock(), logger: Logger) throws {
         let store = try RoundupStore.open(path: config.storage.path, synchronous: config.storage.synchronous)
-        self.init(config: config, store: store, clock: clock, logger: logger)
+        self.init(config: config, store: store, clock: clock, logger: logger, imAPI: RoundupRuntime.imClient(config, clock: clock))
     }
 
-    /// Wires the services over an open store.
-    public init(config: RoundupConfig, store: RoundupStore, clock: any WallClock, logger: Logger) {
+    /// The IM REST client the config describes, or nil without an SDKAppID and secret key.
+    public static func imClient(_ config: RoundupConfig, clock: any WallClock) -> (any IMRestAPI)? {
+        guard config.im.sdkAppID != 0, !config.im.secretKey.isEmpty else { return nil }
+        return IMRestClient(configuration: IMRestConfiguration(
+            baseURL: config.im.apiBaseURL, sdkAppID: config.im.sdkAppID, adminIdentifier: config.im.adminIdentifier,
+            secretKey: config.im.secretKey, now: { clock.now }))
+    }
+
+    /// Wires the services over an open store; `imAPI` is IM's REST API (or a fake).
+    public init(config: RoundupConfig, store: RoundupStore, clock: any WallClock, logger: Logger, imAPI: (any IMRestAPI)?) {
         self.config = LiveConfig(config)
         self.store = store
         self.presence = PresenceMap()
@@ -31,8 +41,12 @@ public struct RoundupRuntime: Sendable {
         self.committer = GroupCommitter(store: store)
         self.clock = clock
         self.logger = logger
+        let fanout = GroupFanout(store: store, presence: presence, config: self.config, clock: clock, api: imAPI, logger: logger)
+        self.fanout = fanout
         self.ingestor = Ingestor(
-            committer: committer, presence: presence, config: self.config, clock: clock, metrics: metrics, logger: logger)
+            committer: committer, presence: presence, config: self.config, clock: clock, metrics: metrics, logger: logger,
+            onGroupMessage: { fanout.signal() })
+        self.ledger = SubscriptionLedger(store: store, config: self.config, clock: clock, logger: logger)
     }
 
     /// The HTTP routes (SPEC §4), each error as a JSON body.
@@ -43,6 +57,8 @@ public struct RoundupRuntime: Sendable {
             .addRoutes(to: router)
         IMCallbackController(ingestor: ingestor, config: config, clock: clock, metrics: metrics, logger: logger)
             .addRoutes(to: router)
+        WeChatPushController(ledger: ledger, config: config, logger: logger).addRoutes(to: router)
+        AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock).addRoutes(to: router)
         return router
     }
 
@@ -66,11 +82,15 @@ public struct RoundupRuntime: Sendable {
             logger.warning("dry-run mode: digests are rendered and recorded as dry_run, never sent to WeChat",
                            metadata: ["reason": "\(cfg.wechat.dryRun ? "wechat.dry_run is true" : "no wechat.app_id/app_secret")"])
         }
-        logger.info("roundup serving", metadata: [
-            "address": "\(cfg.server.host):\(cfg.server.port)", "database": "\(cfg.storage.path)",
-        ])
+        logger.info("roundup starting", metadata: ["database": "\(cfg.storage.path)"])
+        let logger = self.logger
+        let host = cfg.server.host
+        let app = buildApplication { port in
+            logger.info("listening", metadata: ["address": "\(host):\(port)"])
+            await onServerRunning(port)
+        }
         let group = ServiceGroup(
-            services: [buildApplication(onServerRunning: onServerRunning)],
+            services: [fanout, app],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()

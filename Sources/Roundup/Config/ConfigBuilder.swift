@@ -199,6 +199,12 @@ struct ConfigBuilder {
                         log.add("\(fieldPath).fallback", "must not be empty")
                     } else if !Placeholder.names(in: fallback).isEmpty {
                         log.add("\(fieldPath).fallback", "must be literal text: it is used when placeholders cannot fit")
+                    } else if FieldFitter.fit(fallback, as: type) != fallback {
+                        // SPEC §6: config check proves every fallback is sent exactly as written.
+                        let sent = FieldFitter.fit(fallback, as: type).map { "it would be sent as \"\($0)\"; " } ?? ""
+                        log.add(
+                            "\(fieldPath).fallback",
+                            "\"\(fallback)\" does not fit a \(type.rawValue) field (\(sent)\(FieldFitter.rule(for: type)))")
                     }
                 }
                 t.fields.append(TemplateField(keyword: keyword, type: type, value: value, fallback: field.fallback))

@@ -40,6 +40,7 @@ public struct StoreTransaction {
     /// Inserts a C2C message unless its `MsgKey` is stored already; returns the new row id.
     public func insertMessage(_ m: NewMessage, senderNameCard: String? = nil, groupMessageID: Int64? = nil) throws -> Int64? {
         if let groupMessageID {
+            // Group copies are keyed by (group message, recipient); they carry no MsgKey.
             try db.execute(
                 sql: """
                     INSERT INTO messages (group_message_id, recipient, sender, sender_name_card, msg_time, received_at, summary, urgent)
@@ -328,5 +329,41 @@ extension RoundupStore {
     /// cooperative pool.
     public func write<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
         try await writer.write { db in try body(StoreTransaction(db)) }
+    }
+}
+
+/// A group message waiting for its fan-out to members (SPEC §5.3).
+public struct PendingGroupMessage: Sendable, Equatable {
+    public var id: Int64
+    public var groupID: String
+    public var msgSeq: Int64
+    public var sender: String
+    public var msgTime: Int64
+    public var receivedAt: Timestamp
+    public var summary: String
+    public var atAll: Bool
+    public var mentions: [String]
+    public var urgent: Bool
+}
+
+extension RoundupStore {
+    /// Group messages whose fan-out has not finished, oldest first (survives restarts).
+    public func pendingGroupMessages(limit: Int = 100) throws -> [PendingGroupMessage] {
+        try writer.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, group_id, msg_seq, sender, msg_time, received_at, summary, at_all, mentions, urgent
+                    FROM group_messages WHERE fanout_state = 'pending' ORDER BY id LIMIT ?
+                    """,
+                arguments: [limit]
+            ).map { row in
+                let mentions: String = row["mentions"]
+                return PendingGroupMessage(
+                    id: row["id"], groupID: row["group_id"], msgSeq: row["msg_seq"], sender: row["sender"], msgTime: row["msg_time"],
+                    receivedAt: Timestamp(milliseconds: row["received_at"]), summary: row["summary"] ?? "", atAll: row["at_all"],
+                    mentions: mentions.split(separator: "\n").map(String.init), urgent: row["urgent"])
+            }
+        }
     }
 }

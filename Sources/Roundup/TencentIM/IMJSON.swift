@@ -67,6 +67,7 @@ enum IMJSON: Sendable, Equatable {
         case .int(let value): return value
         case .double(let value): return value.isFinite ? Int64(exactly: value.rounded(.towardZero)) : nil
         case .string(let text):
+            if let value = Int64(text) { return value }
             let trimmed = text.trimmingCharacters(in: .whitespaces)
             if let value = Int64(trimmed) { return value }
             guard let real = Double(trimmed), real.isFinite else { return nil }
@@ -82,7 +83,7 @@ enum IMJSON: Sendable, Equatable {
         case .int(let value): return value != 0
         case .double(let value): return value != 0
         case .string(let text):
-            switch text.trimmingCharacters(in: .whitespaces).lowercased() {
+            switch text.lowercased().trimmingCharacters(in: .whitespaces) {
             case "1", "true": return true
             case "0", "false", "": return false
             default: return nil
@@ -104,7 +105,11 @@ struct IMJSONObject: Sendable, Equatable {
 
     /// The value under `key`, nil when absent (a JSON `null` is `.null`).
     subscript(key: String) -> IMJSON? {
-        for member in members.reversed() where member.key == key { return member.value }
+        var index = members.count
+        while index > 0 {
+            index -= 1
+            if members[index].key == key { return members[index].value }
+        }
         return nil
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 extension IMMessageElement {
-    /// The one-line text of this element (SPEC §6 "Message summaries"); empty for an empty text.
+    /// The text of this element (SPEC §6 "Message summaries"), before line breaks are flattened.
     public var summary: String {
         switch self {
         case .text(let text): return text
@@ -12,7 +12,7 @@ extension IMMessageElement {
         case .location(let desc): return Self.labelled("[位置]", desc)
         case .face: return "[表情]"
         case .custom(let desc):
-            guard let desc, !desc.allSatisfy(\.isWhitespace) else { return "[自定义消息]" }
+            guard let desc, !Self.flatten(desc).isEmpty else { return "[自定义消息]" }
             return desc
         case .relay(let title): return Self.labelled("[聊天记录]", title)
         case .unknown: return "[消息]"
@@ -21,7 +21,7 @@ extension IMMessageElement {
 
     /// `label detail`, or the label alone when there is no detail.
     private static func labelled(_ label: String, _ detail: String?) -> String {
-        guard let detail, !detail.allSatisfy(\.isWhitespace) else { return label }
+        guard let detail, !flatten(detail).isEmpty else { return label }
         return label + " " + detail
     }
 }
@@ -42,30 +42,44 @@ extension Array where Element == IMMessageElement {
 }
 
 extension IMMessageElement {
-    /// One line: runs of whitespace that contain a line break or tab become one space, ends trimmed.
+    /// One line: every run of spaces and line breaks/tabs that holds at least one break or tab
+    /// becomes one space; leading and trailing spaces and breaks are dropped. Works on scalars,
+    /// since `Character` iteration is slow and this runs for every ingested message.
     static func flatten(_ text: String) -> String {
-        guard text.contains(where: { $0.isNewline || $0 == "\t" }) else {
-            return text.trimmingCharacters(in: .whitespaces)
-        }
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        var run = ""
-        var runBreaks = false
-        for character in text {
-            if character.isWhitespace {
-                run.append(character)
-                if character.isNewline || character == "\t" { runBreaks = true }
-                continue
+        let utf8 = text.utf8
+        let needsWork = utf8.contains { $0 < 0x20 || $0 == 0xC2 || $0 == 0xE2 }
+            || utf8.first == 0x20 || utf8.last == 0x20
+        guard needsWork else { return text }
+        var out = String.UnicodeScalarView()
+        var pendingSpaces = 0
+        var pendingBreak = false
+        for scalar in text.unicodeScalars {
+            if scalar == " " {
+                pendingSpaces += 1
+            } else if isBreak(scalar) {
+                pendingBreak = true
+            } else {
+                if !out.isEmpty {
+                    if pendingBreak {
+                        out.append(" ")
+                    } else if pendingSpaces > 0 {
+                        out.append(contentsOf: repeatElement(" ", count: pendingSpaces))
+                    }
+                }
+                pendingSpaces = 0
+                pendingBreak = false
+                out.append(scalar)
             }
-            if !run.isEmpty {
-                out += runBreaks ? " " : run
-                run = ""
-                runBreaks = false
-            }
-            out.append(character)
         }
-        if !run.isEmpty { out += runBreaks ? " " : run }
-        return out.trimmingCharacters(in: .whitespaces)
+        return String(out)
+    }
+
+    /// Line breaks (Unicode's newline characters) and tabs.
+    private static func isBreak(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x09...0x0D, 0x85, 0x2028, 0x2029: return true
+        default: return false
+        }
     }
 }
 
@@ -73,7 +87,7 @@ extension IMCallback {
     /// True when `CloudCustomData` is a JSON object with `"roundup_urgent": true` (SPEC §5.2); any
     /// other value, type or shape is false.
     public static func isUrgent(cloudCustomData: String?) -> Bool {
-        guard let cloudCustomData, cloudCustomData.contains("roundup_urgent"),
+        guard let cloudCustomData, cloudCustomData.utf8.count >= 20,
             let json = try? IMJSON.parse(cloudCustomData)
         else { return false }
         return json["roundup_urgent"] == .bool(true)

@@ -56,6 +56,7 @@ enum PushDocument {
         switch bytes.first(where: { !isBlank($0) }) {
         case UInt8(ascii: "{"): return .json
         case UInt8(ascii: "<"): return .xml
+        case UInt8(ascii: "["): throw .malformed("the JSON body is not an object")
         case nil: throw .malformed("the body is empty")
         default: throw .malformed("the body is neither JSON nor XML")
         }
@@ -159,11 +160,18 @@ enum PushDocument {
             }
             return nil
         }
+        // Another encoding could hide a DOCTYPE from this byte scan (UTF-16, UTF-7), so only UTF-8 is read.
+        guard !bytes.contains(0) else { throw .malformed("the XML body is not UTF-8") }
         while index < bytes.count {
             if isBlank(bytes[index]) {
                 index += 1
             } else if hasPrefix("<?", at: index) {
                 guard let next = skip(past: "?>", from: index + 2) else { throw .malformed("unterminated XML declaration") }
+                if hasPrefix("<?xml", at: index), let encoding = declaredEncoding(String(decoding: bytes[index..<next], as: UTF8.self)),
+                    !["utf-8", "utf8"].contains(encoding.lowercased())
+                {
+                    throw .malformed("the XML body declares the encoding \(encoding); only UTF-8 is accepted")
+                }
                 index = next
             } else if hasPrefix("<!--", at: index) {
                 guard let next = skip(past: "-->", from: index + 4) else { throw .malformed("unterminated XML comment") }
@@ -176,6 +184,15 @@ enum PushDocument {
                 return  // The root element starts here (or garbage the parser will reject).
             }
         }
+    }
+
+    /// The `encoding="…"` pseudo-attribute of an XML declaration, if any.
+    private static func declaredEncoding(_ declaration: String) -> String? {
+        guard let range = declaration.range(of: "encoding") else { return nil }
+        var rest = declaration[range.upperBound...].drop { $0 == " " || $0 == "=" || $0 == "\t" }
+        guard let quote = rest.first, quote == "\"" || quote == "'" else { return nil }
+        rest = rest.dropFirst()
+        return String(rest.prefix { $0 != quote })
     }
 
     private static func isBlank(_ byte: UInt8) -> Bool {

@@ -103,10 +103,11 @@ struct WeChatAPIClientTests {
 
     @Test("an answer slower than the deadline is in doubt, and the fake did send it")
     func deadlineInDoubt() async throws {
-        try await withFake(timeout: .milliseconds(300)) { fake, client in
+        try await withFake { fake, client in
             let token = try await client.stableToken(appID: fake.appID, secret: fake.secret).accessToken
             await fake.script.enqueue(.delay(.milliseconds(900)))
-            let outcome = await client.sendSubscribeMessage(Self.message, accessToken: token)
+            let impatient = WeChatAPIClient(baseURL: client.baseURL, timeout: .milliseconds(300))
+            let outcome = await impatient.sendSubscribeMessage(Self.message, accessToken: token)
             guard case .inDoubt = outcome else {
                 Issue.record("expected inDoubt, got \(outcome)")
                 return
@@ -134,7 +135,7 @@ struct WeChatAPIClientTests {
     @Test("a refused connection is retryable: WeChat never saw the request")
     func connectionRefused() async throws {
         let closedBaseURL = try await FakeWeChatServer().withRunning { $0 }
-        let client = WeChatAPIClient(baseURL: closedBaseURL, timeout: .seconds(2))
+        let client = WeChatAPIClient(baseURL: closedBaseURL, timeout: .seconds(1))
         let outcome = await client.sendSubscribeMessage(Self.message, accessToken: "t")
         guard case .retryable = outcome else {
             Issue.record("expected retryable, got \(outcome)")
@@ -218,7 +219,7 @@ struct WeChatAPIClientTests {
     @Test("the fake detects overlapping sends to one openid when nothing serializes them")
     func fakeDetectsOverlap() async throws {
         try await withFake { fake, client in
-            await fake.script.setSendLatency(.milliseconds(200))
+            await fake.script.setSendLatency(.milliseconds(500))
             let token = try await client.stableToken(appID: fake.appID, secret: fake.secret).accessToken
             let outcomes = await withTaskGroup(of: SendOutcome.self) { group in
                 for _ in 0..<2 { group.addTask { await client.sendSubscribeMessage(Self.message, accessToken: token) } }

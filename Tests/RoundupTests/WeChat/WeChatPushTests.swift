@@ -181,7 +181,10 @@ struct WeChatPushDecodingTests {
         Refused(name: "empty body", body: "", error: .malformed("the body is empty")),
         Refused(name: "blank body", body: " \n\t", error: .malformed("the body is empty")),
         Refused(name: "garbage", body: "hello", error: .malformed("the body is neither JSON nor XML")),
-        Refused(name: "JSON array", body: "[1]", error: .malformed("the body is neither JSON nor XML")),
+        Refused(name: "JSON array", body: "[1]", error: .malformed("the JSON body is not an object")),
+        Refused(
+            name: "UTF-7 declared to smuggle a DOCTYPE", body: "<?xml version=\"1.0\" encoding=\"UTF-7\"?>+ADw-!DOCTYPE x+AD4-<xml/>",
+            error: .malformed("the XML body declares the encoding UTF-7; only UTF-8 is accepted")),
         Refused(name: "broken JSON", body: "{\"a\":", error: .malformed("invalid JSON")),
         Refused(name: "broken XML", body: "<xml><a></xml>", error: .malformed("invalid XML")),
         Refused(name: "lowercase doctype", body: "<!doctype xml><xml/>", error: .doctypeRefused),
@@ -213,6 +216,21 @@ struct WeChatPushDecodingTests {
         #expect(throws: WeChatPushError.doctypeRefused) { try PushDocument.parse(body) }
         let verifier = WeChatPushVerifier(token: "tok3n", crypto: nil)
         #expect(throws: WeChatPushError.doctypeRefused) { try verifier.verify(query: PushFixtures.signedQuery(token: "tok3n"), body: body) }
+    }
+
+    @Test("a UTF-16 body, which could hide a DOCTYPE from the byte scan, is refused")
+    func utf16() throws {
+        let text = "<?xml version=\"1.0\" encoding=\"UTF-16\"?><!DOCTYPE xml [<!ENTITY a \"b\">]><xml><A>&a;</A></xml>"
+        let body = try #require(text.data(using: .utf16LittleEndian))
+        #expect(throws: WeChatPushError.malformed("the XML body is not UTF-8")) { try PushDocument.parse(body) }
+    }
+
+    @Test("an XML declaration of UTF-8 in any spelling is accepted")
+    func utf8Declaration() throws {
+        for encoding in ["UTF-8", "utf-8", "utf8"] {
+            let body = Data("<?xml version=\"1.0\" encoding='\(encoding)'?><xml><MsgType>text</MsgType></xml>".utf8)
+            #expect(try WeChatEvent.decode(PushDocument.parse(body).1) == .other(event: nil, msgType: "text"))
+        }
     }
 
     @Test("an unknown message type or event is 'other'")

@@ -1,0 +1,135 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+@testable import Roundup
+
+/// `/admin/*` over loopback HTTP (SPEC §4).
+@Suite("Admin API")
+struct AdminEndpointTests {
+    static let token = "admin-secret-token"
+    static let yaml = """
+        templates:
+          - id: T1
+            fields: { thing1: "{{count}}条新消息" }
+        digest:
+          profiles:
+            clinic: { window: 2m }
+
+        """
+
+    func harness(token: String = AdminEndpointTests.token) throws -> ServiceHarness {
+        try ServiceHarness(yaml: Self.yaml, env: ["ROUNDUP_SERVER_ADMIN_TOKEN": token])
+    }
+
+    func call(_ c: any TestClientProtocol, _ method: HTTPRequest.Method, _ path: String, _ body: String? = nil,
+              auth: String? = "Bearer \(AdminEndpointTests.token)", type: String = "application/json") async throws -> (Int, String) {
+        var headers: HTTPFields = [.contentType: type]
+        if let auth { headers[.authorization] = auth }
+        return try await c.execute(uri: path, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }) {
+            (Int($0.status.code), String(buffer: $0.body))
+        }
+    }
+
+    func object(_ text: String) throws -> [String: Any] { try parseJSON(text) }
+
+    @Test("no admin token configured: 403; a wrong or missing bearer token: 401")
+    func auth() async throws {
+        let off = try harness(token: "")
+        defer { off.remove() }
+        try await off.withClient { (c: any TestClientProtocol) async throws in
+            #expect(try await call(c, .get, "/admin/users/p1").0 == 403)
+        }
+        let h = try harness()
+        defer { h.remove() }
+        try await h.withClient { (c: any TestClientProtocol) async throws in
+            #expect(try await call(c, .get, "/admin/users/p1", auth: nil).0 == 401)
+            #expect(try await call(c, .get, "/admin/users/p1", auth: "Bearer wrong").0 == 401)
+            #expect(try await call(c, .get, "/admin/users/p1", auth: "Basic \(AdminEndpointTests.token)").0 == 401)
+        }
+    }
+
+    @Test("PUT merges a binding, GET shows it with presence, credits and digest; unknown users are 404")
+    func putAndGet() async throws {
+        let h = try harness()
+        defer { h.remove() }
+        try await h.withClient { (c: any TestClientProtocol) async throws in
+            #expect(try await call(c, .get, "/admin/users/parent_1").0 == 404)
+            let put = try await call(c, .put, "/admin/users/parent_1", #"{"openid":"oP1","name":"王芳"}"#)
+            #expect(put.0 == 200)
+            let merged = try await call(c, .put, "/admin/users/parent_1", #"{"profile":"clinic"}"#)
+            let user = try object(merged.1)
+            #expect(user["openid"] as? String == "oP1")
+            #expect(user["name"] as? String == "王芳")
+            #expect(user["profile"] as? String == "clinic")
+            #expect(user["presence"] as? String == "unknown")
+            #expect(user["digest"] is NSNull)
+            #expect((user["credits"] as? [String: Any])?.isEmpty == true)
+            let cleared = try object(try await call(c, .put, "/admin/users/parent_1", #"{"name":null}"#).1)
+            #expect(cleared["name"] is NSNull)
+            #expect(cleared["openid"] as? String == "oP1")
+            // A teacher has only a name; ids are percent-decoded once.
+            #expect(try await call(c, .put, "/admin/users/teacher%20li", #"{"name":"李老师"}"#).0 == 200)
+            #expect(try h.store.user("teacher li")?.name == "李老师")
+        }
+    }
+
+    @Test("PUT refuses an openid bound elsewhere (409), wrong types or an unknown profile (422), bad JSON (400), non-JSON (415)")
+    func putErrors() async throws {
+        let h = try harness()
+        defer { h.remove() }
+        try await h.withClient { (c: any TestClientProtocol) async throws in
+            #expect(try await call(c, .put, "/admin/users/a", #"{"openid":"o1"}"#).0 == 200)
+            let conflict = try await call(c, .put, "/admin/users/b", #"{"openid":"o1"}"#)
+            #expect(conflict.0 == 409)
+            #expect(conflict.1.hasPrefix(#"{"error":""#))
+            #expect(try await call(c, .put, "/admin/users/b", #"{"openid":42}"#).0 == 422)
+            #expect(try await call(c, .put, "/admin/users/b", #"{"profile":"vip"}"#).0 == 422)
+            #expect(try await call(c, .put, "/admin/users/b", #"{"nickname":"x"}"#).0 == 422)
+            #expect(try await call(c, .put, "/admin/users/b", "{oops").0 == 400)
+            #expect(try await call(c, .put, "/admin/users/b", "[1]").0 == 400)
+            #expect(try await call(c, .put, "/admin/users/b", #"{"name":"x"}"#, type: "text/plain").0 == 415)
+        }
+    }
+
+    @Test("DELETE unbinds (204) and keeps pending messages; ?erase=true removes everything about the user")
+    func delete() async throws {
+        let h = try harness()
+        defer { h.remove() }
+        try await h.withClient { (c: any TestClientProtocol) async throws in
+            #expect(try await call(c, .put, "/admin/users/p", #"{"openid":"oP","name":"N"}"#).0 == 200)
+            try await c.post(h.callbackURI("C2C.CallbackAfterSendMsg"), Callbacks.c2c(from: "t", to: "p", key: "k1"))
+            #expect(try await call(c, .delete, "/admin/users/p").0 == 204)
+            #expect(try h.store.user("p")?.openid == nil)
+            #expect(try h.store.messages(recipient: "p").count == 1)
+            #expect(try await call(c, .delete, "/admin/users/p?erase=true").0 == 204)
+            #expect(try h.store.messages(recipient: "p").isEmpty)
+            #expect(try h.store.digests(for: "p").isEmpty)
+            #expect(try await call(c, .get, "/admin/users/p").0 == 404)
+            #expect(try await call(c, .delete, "/admin/users/nobody").0 == 404)
+        }
+    }
+
+    @Test("POST /admin/credits adds up, applies a repeated idempotency key once, and refuses bad counts and templates")
+    func credits() async throws {
+        let h = try harness()
+        defer { h.remove() }
+        try await h.withClient { (c: any TestClientProtocol) async throws in
+            let first = try await call(c, .post, "/admin/credits", #"{"openid":"oP","template_id":"T1","count":2,"idempotency_key":"a"}"#)
+            #expect(first.0 == 200)
+            #expect(try object(first.1)["credits"] as? Int == 2)
+            let again = try await call(c, .post, "/admin/credits", #"{"openid":"oP","template_id":"T1","count":2,"idempotency_key":"a"}"#)
+            #expect(try object(again.1)["credits"] as? Int == 2)
+            let more = try await call(c, .post, "/admin/credits", #"{"openid":"oP","template_id":"T1","count":1,"idempotency_key":"b"}"#)
+            #expect(try object(more.1)["credits"] as? Int == 3)
+            for bad in [#"{"openid":"oP","template_id":"T1","count":0}"#, #"{"openid":"oP","template_id":"T1","count":101}"#,
+                        #"{"openid":"oP","template_id":"T1","count":1.5}"#, #"{"openid":"oP","template_id":"T1","count":true}"#,
+                        #"{"openid":"oP","template_id":"NOPE","count":1}"#, #"{"template_id":"T1","count":1}"#] {
+                #expect(try await call(c, .post, "/admin/credits", bad).0 == 422, "\(bad)")
+            }
+        }
+        #expect(try h.store.credit(openid: "oP", templateID: "T1")?.count == 3)
+    }
+}
