@@ -15,13 +15,15 @@ public struct RoundupRuntime: Sendable {
     public let ingestor: Ingestor
     public let ledger: SubscriptionLedger
     public let fanout: GroupFanout
+    public let engine: DigestEngine
     public let clock: any WallClock
     public let logger: Logger
 
     /// Opens the database named by the config and wires the services.
     public init(config: RoundupConfig, clock: any WallClock = SystemWallClock(), logger: Logger) throws {
         let store = try RoundupStore.open(path: config.storage.path, synchronous: config.storage.synchronous)
-        self.init(config: config, store: store, clock: clock, logger: logger, imAPI: RoundupRuntime.imClient(config, clock: clock))
+        self.init(config: config, store: store, clock: clock, logger: logger, imAPI: RoundupRuntime.imClient(config, clock: clock),
+                  wechatAPI: config.wechat.isDryRun ? nil : WeChatAPIClient(baseURL: config.wechat.apiBaseURL))
     }
 
     /// The IM REST client the config describes, or nil without an SDKAppID and secret key.
@@ -33,7 +35,9 @@ public struct RoundupRuntime: Sendable {
     }
 
     /// Wires the services over an open store; `imAPI` is IM's REST API (or a fake).
-    public init(config: RoundupConfig, store: RoundupStore, clock: any WallClock, logger: Logger, imAPI: (any IMRestAPI)?) {
+    /// `wechatAPI` nil means dry-run: digests are rendered and recorded, never sent.
+    public init(config: RoundupConfig, store: RoundupStore, clock: any WallClock, logger: Logger, imAPI: (any IMRestAPI)?,
+                wechatAPI: (any WeChatAPI)?) {
         self.config = LiveConfig(config)
         self.store = store
         self.presence = PresenceMap()
@@ -46,7 +50,18 @@ public struct RoundupRuntime: Sendable {
         self.ingestor = Ingestor(
             committer: committer, presence: presence, config: self.config, clock: clock, metrics: metrics, logger: logger,
             onGroupMessage: { fanout.signal() })
-        self.ledger = SubscriptionLedger(store: store, config: self.config, clock: clock, logger: logger)
+        let metrics = self.metrics
+        let sender = wechatAPI.map { api in
+            SubscribeSender(api: api, tokens: AccessTokenManager(
+                api: api, appID: config.wechat.appID, secret: config.wechat.appSecret,
+                cache: SQLiteAccessTokenCache(store: store, clock: clock), now: { clock.now },
+                onRefresh: { metrics.accessTokenRefreshes.increment() }))
+        }
+        let engine = DigestEngine(store: store, presence: presence, config: self.config, clock: clock, metrics: metrics,
+                                  logger: logger, imAPI: imAPI, sender: sender)
+        self.engine = engine
+        self.ledger = SubscriptionLedger(store: store, config: self.config, clock: clock, logger: logger,
+                                         onCreditsGranted: { _ in engine.wake() })
     }
 
     /// The HTTP routes (SPEC §4), each error as a JSON body.
@@ -58,7 +73,9 @@ public struct RoundupRuntime: Sendable {
         IMCallbackController(ingestor: ingestor, config: config, clock: clock, metrics: metrics, logger: logger)
             .addRoutes(to: router)
         WeChatPushController(ledger: ledger, config: config, logger: logger).addRoutes(to: router)
-        AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock).addRoutes(to: router)
+        let engine = self.engine
+        AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock, onBindingChanged: { engine.wake() })
+            .addRoutes(to: router)
         return router
     }
 
@@ -90,7 +107,7 @@ public struct RoundupRuntime: Sendable {
             await onServerRunning(port)
         }
         let group = ServiceGroup(
-            services: [fanout, app],
+            services: [engine, fanout, app],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()

@@ -10,6 +10,8 @@ struct AdminController: Sendable {
     let presence: PresenceMap
     let config: LiveConfig
     let clock: any WallClock
+    /// A binding changed: held digests may be sendable now.
+    let onBindingChanged: @Sendable () -> Void
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         let admin = router.group("admin").add(middleware: BearerAuthMiddleware<Context>(config: config))
@@ -51,6 +53,7 @@ struct AdminController: Sendable {
         } catch StoreError.openidBoundElsewhere(_, let other) {
             throw APIError(.conflict, "that openid is already bound to user \(other)")
         }
+        onBindingChanged()
         return jsonResponse(.ok, try userObject(id))
     }
 

@@ -321,7 +321,7 @@ public struct NewGroupMessage: Sendable, Equatable {
 
 extension RoundupStore {
     /// Runs typed operations in one write transaction.
-    public func write<T: Sendable>(_ body: @Sendable (StoreTransaction) throws -> T) throws -> T {
+    public func write<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
         try writer.write { db in try body(StoreTransaction(db)) }
     }
 

@@ -38,6 +38,13 @@ public struct IMRestConfiguration: Sendable {
         self.userSigRenewal = userSigRenewal
         self.now = now
     }
+
+    /// The REST settings of a loaded config's `im.*` section.
+    public init(_ settings: IMSettings, timeout: Duration = .seconds(5), now: @escaping @Sendable () -> Date = { Date() }) {
+        self.init(
+            baseURL: settings.apiBaseURL, sdkAppID: settings.sdkAppID, adminIdentifier: settings.adminIdentifier,
+            secretKey: settings.secretKey, timeout: timeout, now: now)
+    }
 }
 
 /// The real IM REST client over AsyncHTTPClient: POST JSON to `{base}/v4/{service}/{command}` with the

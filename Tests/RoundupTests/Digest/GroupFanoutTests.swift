@@ -22,7 +22,7 @@ struct GroupFanoutTests {
             baseURL: base, sdkAppID: fake.sdkAppID, adminIdentifier: fake.adminIdentifier, secretKey: fake.secretKey))
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        return RoundupRuntime(config: config, store: h.store, clock: h.clock, logger: logger, imAPI: api)
+        return RoundupRuntime(config: config, store: h.store, clock: h.clock, logger: logger, imAPI: api, wechatAPI: nil)
     }
 
     func groupMessage(mentions: [String] = [], atAll: Bool = false, seq: Int64 = 1) -> IMGroupMessage {

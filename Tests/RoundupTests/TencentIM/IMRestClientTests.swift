@@ -266,6 +266,20 @@ struct IMRestClientTests {
         #expect(contents.time == 1_700_000_000 && contents.expire == 86_400)
     }
 
+    @Test("the configuration can come from the im.* settings")
+    func fromSettings() {
+        var settings = IMSettings()
+        settings.sdkAppID = 1_400_000_001
+        settings.secretKey = "k"
+        settings.apiBaseURL = "https://adminapisgp.im.qcloud.com"
+        let configuration = IMRestConfiguration(settings)
+        #expect(configuration.sdkAppID == 1_400_000_001)
+        #expect(configuration.secretKey == "k")
+        #expect(configuration.adminIdentifier == "administrator")
+        #expect(configuration.baseURL == "https://adminapisgp.im.qcloud.com")
+        #expect(configuration.timeout == .seconds(5))
+    }
+
     @Test("query values are percent-encoded except ASCII unreserved characters")
     func percentEncoding() {
         #expect(IMRestClient.percentEncoded("admin_1-x.y~*") == "admin_1-x.y~*")
