@@ -38,6 +38,10 @@ struct RoundupMain {
         } catch let error as OperatorFailure {
             writeError(error.message)
             exit(1)
+        } catch let error as LeaseError {
+            // Spelled exactly as SPEC §5.9 gives it, for scripts that look for it.
+            writeError(error.description)
+            exit(1)
         } catch let error as StoreError {
             writeError(error.description.prefix(1).uppercased() + error.description.dropFirst() + ".")
             exit(1)

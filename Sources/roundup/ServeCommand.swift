@@ -21,7 +21,7 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let runtime = try RoundupRuntime(config: loaded.config, logger: Logger(label: "roundup"))
-        try await runtime.run()
+        try await runtime.run(configPath: global.config)
     }
 }
 

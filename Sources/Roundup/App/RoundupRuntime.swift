@@ -92,8 +92,12 @@ public struct RoundupRuntime: Sendable {
             logger: logger)
     }
 
-    /// Runs the service until SIGTERM or SIGINT, then shuts down gracefully.
-    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    /// Runs the service until SIGTERM or SIGINT, then shuts down gracefully. Takes the database's
+    /// single-writer lease first (SPEC §5.9); `configPath` is re-read on SIGHUP or when it changes.
+    public func run(configPath: String?, loader: ConfigLoader = ConfigLoader(),
+                    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let lease = try ServeLease.acquire(store: store, now: clock.timestamp)
+        defer { withExtendedLifetime(lease) {} }
         let cfg = config.snapshot
         if cfg.wechat.isDryRun {
             logger.warning("dry-run mode: digests are rendered and recorded as dry_run, never sent to WeChat",
@@ -107,7 +111,12 @@ public struct RoundupRuntime: Sendable {
             await onServerRunning(port)
         }
         let group = ServiceGroup(
-            services: [engine, fanout, app],
+            services: [
+                engine, fanout,
+                ConfigReloader(path: configPath ?? (FileManager.default.fileExists(atPath: ConfigLoader.defaultPath) ? ConfigLoader.defaultPath : nil),
+                               loader: loader, live: config, engine: engine, store: store, metrics: metrics, logger: logger, clock: clock),
+                app,
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()

@@ -347,6 +347,32 @@ public final class DigestEngine: Service, Sendable {
         return Timestamp(calendar.date(byAdding: .day, value: 1, to: start) ?? t.date.addingTimeInterval(86_400))
     }
 
+    /// Re-computes the due time of open digests (all, or one user's) under the policy in force
+    /// now, logging each change (SPEC §2: "open digests are re-timed to the new window").
+    /// Flushed digests keep their due time.
+    @discardableResult
+    public func retimeOpenDigests(user: String? = nil, reason: String) -> Int {
+        let cfg = config.snapshot
+        let now = clock.timestamp
+        let changed = transact { tx -> Int in
+            var changed = 0
+            for d in try tx.openDigestTimings(user: user) where d.flushRequested == 0 && d.pendingCount > 0 {
+                let policy = cfg.digest.policy(forProfile: d.profile)
+                var facts = DuePolicy.Facts(windowStart: d.windowStartAt, lastMessageAt: d.lastMessageAt ?? d.windowStartAt,
+                                            pendingCount: d.pendingCount, urgent: d.urgent, lastSentAt: try tx.lastSentAt(user: d.imUserID))
+                if DuePolicy.isEarly(facts, policy: policy) { facts.earlySince = d.dueAt }
+                let due = DuePolicy.dueAt(facts, policy: policy, timeZone: cfg.digest.timezone)
+                guard due != d.dueAt else { continue }
+                try tx.setDue(d.id, due, now: now)
+                try tx.appendEvent(digest: d.id, at: now, kind: "retimed", detail: "\(reason): due \(due.rfc3339) (was \(d.dueAt.rfc3339))")
+                changed += 1
+            }
+            return changed
+        } ?? 0
+        if changed > 0 { wake() }
+        return changed
+    }
+
     // MARK: - held digests, retention, privacy
 
     /// Held digests whose reason went away (a binding, a credit, a config change) are due now.

@@ -25,13 +25,14 @@ public final class WakeSignal: Sendable {
         waiter?.resume()
     }
 
-    /// Returns when signalled, when `timeout` has passed, or when the task is cancelled.
-    public func wait(timeout: Duration) async {
+    /// Returns when signalled (true), when `timeout` has passed or the task is cancelled (false).
+    @discardableResult
+    public func wait(timeout: Duration) async -> Bool {
         if state.withLock({ s in
             defer { s.pending = false }
             return s.pending
-        }) { return }
-        await withTaskGroup(of: Void.self) { group in
+        }) { return true }
+        return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
@@ -45,6 +46,7 @@ public final class WakeSignal: Sendable {
                         }
                         if now { c.resume() }
                     }
+                    return !Task.isCancelled
                 } onCancel: {
                     let w = self.state.withLock { s -> CheckedContinuation<Void, Never>? in
                         defer { s.waiter = nil }
@@ -53,9 +55,13 @@ public final class WakeSignal: Sendable {
                     w?.resume()
                 }
             }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
             group.cancelAll()
+            return first
         }
     }
 }

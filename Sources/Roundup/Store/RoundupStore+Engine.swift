@@ -237,3 +237,39 @@ extension RoundupStore {
         }
     }
 }
+
+/// What re-timing an open digest needs (after a config change or a profile change).
+public struct OpenDigestTiming: Sendable, Equatable {
+    public var id: Int64
+    public var imUserID: String
+    public var profile: String?
+    public var windowStartAt: Timestamp
+    public var lastMessageAt: Timestamp?
+    public var dueAt: Timestamp
+    public var urgent: Bool
+    public var pendingCount: Int
+    public var flushRequested: Int
+}
+
+extension StoreTransaction {
+    /// Every open digest (or one user's) with its timing facts.
+    public func openDigestTimings(user: String? = nil) throws -> [OpenDigestTiming] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT d.id, d.im_user_id, u.profile, d.window_start_at, d.last_message_at, d.due_at, d.urgent, d.flush_requested,
+                       (SELECT COUNT(*) FROM messages m WHERE m.digest_id = d.id AND m.status = 'pending') AS pending
+                FROM digests d LEFT JOIN users u ON u.im_user_id = d.im_user_id
+                WHERE d.state = 'open' \(user == nil ? "" : "AND d.im_user_id = ?")
+                """,
+            arguments: StatementArguments(user.map { [$0] } ?? [])
+        ).map { row in
+            OpenDigestTiming(
+                id: row["id"], imUserID: row["im_user_id"], profile: row["profile"],
+                windowStartAt: Timestamp(milliseconds: row["window_start_at"]),
+                lastMessageAt: (row["last_message_at"] as Int64?).map(Timestamp.init(milliseconds:)),
+                dueAt: Timestamp(milliseconds: row["due_at"]), urgent: row["urgent"], pendingCount: row["pending"],
+                flushRequested: row["flush_requested"])
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import GRDB
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why `serve` may not own the database.
+public enum LeaseError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Another live process holds the lock (SPEC §5.9).
+    case held(pid: Int?, path: String)
+    case cannotLock(String)
+
+    public var description: String {
+        switch self {
+        case .held(let pid, let path): return "another roundup serve (pid \(pid.map(String.init) ?? "unknown")) owns \(path)"
+        case .cannotLock(let why): return "cannot lock the database: \(why)"
+        }
+    }
+}
+
+/// The single-writer lease of SPEC §5.9: an exclusive `flock` on `PATH.lock` (released by the
+/// kernel when the process dies, so a SIGKILLed owner never blocks its successor) plus a lease
+/// row naming the owner's pid for the refusal message. CLI commands do not take it.
+public final class ServeLease: Sendable {
+    private let fd: Int32
+    public let lockPath: String
+
+    private init(fd: Int32, lockPath: String) {
+        self.fd = fd
+        self.lockPath = lockPath
+    }
+
+    deinit { _ = closeLockFile(fd) }
+
+    /// Takes the lease for the store's database or throws `held` naming the owner.
+    public static func acquire(store: RoundupStore, now: Timestamp) throws(LeaseError) -> ServeLease {
+        guard let path = store.path else { throw .cannotLock("an in-memory database has no lock file") }
+        let lockPath = path + ".lock"
+        let fd = openLockFile(lockPath)
+        guard fd >= 0 else { throw .cannotLock("\(lockPath): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            _ = closeLockFile(fd)
+            let pid = try? store.writer.read { db in try Int.fetchOne(db, sql: "SELECT pid FROM serve_lease WHERE id = 1") }
+            throw .held(pid: pid ?? nil, path: path)
+        }
+        let pid = Int(getpid())
+        let host = ProcessInfo.processInfo.hostName
+        do {
+            try store.writer.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO serve_lease (id, pid, host, token, acquired_at, renewed_at) VALUES (1, ?, ?, ?, ?, ?)
+                        ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host, token = excluded.token,
+                            acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at
+                        """,
+                    arguments: [pid, host, UUID().uuidString, now.milliseconds, now.milliseconds])
+            }
+        } catch {
+            _ = closeLockFile(fd)
+            throw .cannotLock(RoundupStore.explain(error))
+        }
+        return ServeLease(fd: fd, lockPath: lockPath)
+    }
+}
+
+private func openLockFile(_ path: String) -> Int32 {
+    #if canImport(Glibc)
+    return Glibc.open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+    #else
+    return Darwin.open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+    #endif
+}
+
+private func closeLockFile(_ fd: Int32) -> Int32 {
+    #if canImport(Glibc)
+    return Glibc.close(fd)
+    #else
+    return Darwin.close(fd)
+    #endif
+}
