@@ -74,7 +74,10 @@ public struct RoundupRuntime: Sendable {
             .addRoutes(to: router)
         WeChatPushController(ledger: ledger, config: config, logger: logger).addRoutes(to: router)
         let engine = self.engine
-        AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock, onBindingChanged: { engine.wake() })
+        AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock, onBindingChanged: { user, profileChanged in
+            if profileChanged { engine.retimeOpenDigests(user: user, reason: "profile changed") }
+            engine.wake()
+        })
             .addRoutes(to: router)
         return router
     }

@@ -348,13 +348,19 @@ public final class DigestEngine: Service, Sendable {
     }
 
     /// Re-computes the due time of open digests (all, or one user's) under the policy in force
-    /// now, logging each change (SPEC §2: "open digests are re-timed to the new window").
-    /// Flushed digests keep their due time.
+    /// now, logging each change (SPEC §2: "open digests are re-timed to the new window"; §5.6: "a
+    /// changed profile re-times the user's open digest"). Flushed digests keep their due time.
     @discardableResult
     public func retimeOpenDigests(user: String? = nil, reason: String) -> Int {
-        let cfg = config.snapshot
-        let now = clock.timestamp
-        let changed = transact { tx -> Int in
+        let changed = (try? DigestEngine.retime(store: store, config: config.snapshot, now: clock.timestamp, user: user, reason: reason)) ?? 0
+        if changed > 0 { wake() }
+        return changed
+    }
+
+    /// `retimeOpenDigests` without a running engine (the CLI uses it after `users bind --profile`).
+    @discardableResult
+    public static func retime(store: RoundupStore, config cfg: RoundupConfig, now: Timestamp, user: String?, reason: String) throws -> Int {
+        try store.write { tx -> Int in
             var changed = 0
             for d in try tx.openDigestTimings(user: user) where d.flushRequested == 0 && d.pendingCount > 0 {
                 let policy = cfg.digest.policy(forProfile: d.profile)
@@ -368,9 +374,7 @@ public final class DigestEngine: Service, Sendable {
                 changed += 1
             }
             return changed
-        } ?? 0
-        if changed > 0 { wake() }
-        return changed
+        }
     }
 
     // MARK: - held digests, retention, privacy

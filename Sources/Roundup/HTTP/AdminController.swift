@@ -10,8 +10,9 @@ struct AdminController: Sendable {
     let presence: PresenceMap
     let config: LiveConfig
     let clock: any WallClock
-    /// A binding changed: held digests may be sendable now.
-    let onBindingChanged: @Sendable () -> Void
+    /// A binding changed (user id, whether the profile changed): held digests may be sendable
+    /// now, and a new profile re-times the user's open digest.
+    let onBindingChanged: @Sendable (String, Bool) -> Void
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         let admin = router.group("admin").add(middleware: BearerAuthMiddleware<Context>(config: config))
@@ -53,7 +54,7 @@ struct AdminController: Sendable {
         } catch StoreError.openidBoundElsewhere(_, let other) {
             throw APIError(.conflict, "that openid is already bound to user \(other)")
         }
-        onBindingChanged()
+        onBindingChanged(id, update.profile != .keep)
         return jsonResponse(.ok, try userObject(id))
     }
 

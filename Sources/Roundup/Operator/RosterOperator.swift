@@ -59,6 +59,9 @@ public struct RosterOperator: Sendable {
         func update(_ v: String?) -> FieldUpdate<String> { v.map { $0.isEmpty ? .clear : .set($0) } ?? .keep }
         do {
             let user = try store.updateUser(id, UserUpdate(openid: update(openid), name: update(name), profile: update(profile)), now: now())
+            if profile != nil {
+                try DigestEngine.retime(store: store, config: config, now: now(), user: id, reason: "profile changed")
+            }
             return Report(key: "user", data: RosterOperator.userJSON(user), text: "bound \(RosterOperator.describe(user))")
         } catch let StoreError.openidBoundElsewhere(_, other) {
             throw OperatorFailure("That openid is already bound to user \(other); unbind it there first.")

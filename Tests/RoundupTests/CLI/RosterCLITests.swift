@@ -179,3 +179,25 @@ struct RosterCLITests {
         #expect(try store.user("p9")?.openid == "o_p9")
     }
 }
+
+@Suite("roundup usersig")
+struct UserSigCLITests {
+    @Test("usersig prints a UserSig that verifies for the admin (or given) identifier, and refuses without a secret key")
+    func usersig() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let env = ["ROUNDUP_IM_SDK_APP_ID": "1400000000", "ROUNDUP_IM_SECRET_KEY": "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"]
+        let admin = try runRoundup(["usersig"], in: dir, environment: env)
+        #expect(admin.status == 0)
+        let now = Int64(Date().timeIntervalSince1970)
+        let sig = admin.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let verified = try UserSig.verify(sig, sdkAppID: 1_400_000_000, key: env["ROUNDUP_IM_SECRET_KEY"]!, identifier: "administrator", now: now)
+        #expect(verified.expire == 86_400)
+        let other = try runRoundup(["usersig", "parent_001", "--expire", "600"], in: dir, environment: env)
+        let sig2 = other.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try UserSig.verify(sig2, sdkAppID: 1_400_000_000, key: env["ROUNDUP_IM_SECRET_KEY"]!, identifier: "parent_001", now: now).expire == 600)
+        let missing = try runRoundup(["usersig"], in: dir)
+        #expect(missing.status == 1)
+        #expect(missing.stdout.isEmpty)
+    }
+}

@@ -291,4 +291,31 @@ struct DigestEngineTests {
             #expect(await w.im.state.onlineStatusCalls == 2)
         }
     }
+
+    @Test("a restart mid-window keeps the due time, and the new process sends exactly once")
+    func restartMidWindow() async throws {
+        try await withWorld { w in
+            try bind(w, "parent_001", openid: "oP1")
+            try await message(w, to: "parent_001", key: "k1")
+            let due = try #require(try w.h.store.activeDigest(for: "parent_001")?.dueAt)
+            // A new process: a fresh store handle and runtime on the same file, presence unknown.
+            let store = try RoundupStore.open(path: w.h.dir.appendingPathComponent("roundup.sqlite").path)
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            let api = IMRestClient(configuration: IMRestConfiguration(
+                baseURL: "http://127.0.0.1:1", sdkAppID: w.im.sdkAppID, adminIdentifier: w.im.adminIdentifier, secretKey: w.im.secretKey))
+            let wechatBase = await w.runtime.engine.sender != nil
+            #expect(wechatBase)
+            let restarted = RoundupRuntime(config: w.runtime.config.snapshot, store: store, clock: w.h.clock, logger: logger,
+                                           imAPI: api, wechatAPI: w.runtime.engine.sender?.api)
+            #expect(try store.activeDigest(for: "parent_001")?.dueAt == due)
+            w.h.clock.advance(by: 599)
+            await restarted.engine.runOnce()
+            #expect(await w.wechat.script.accepted.isEmpty)
+            w.h.clock.advance(by: 1)
+            await restarted.engine.runOnce()
+            await restarted.engine.runOnce()
+            #expect(await w.wechat.script.accepted.count == 1)
+        }
+    }
 }

@@ -133,3 +133,21 @@ struct AdminEndpointTests {
         #expect(try h.store.credit(openid: "oP", templateID: "T1")?.count == 3)
     }
 }
+
+@Suite("Admin API and the engine")
+struct AdminEngineTests {
+    @Test("a profile set through PUT re-times the user's open digest")
+    func profileRetimes() async throws {
+        let h = try ServiceHarness(yaml: AdminEndpointTests.yaml, env: ["ROUNDUP_SERVER_ADMIN_TOKEN": AdminEndpointTests.token])
+        defer { h.remove() }
+        try await h.withClient { c in
+            try await c.post(h.callbackURI("C2C.CallbackAfterSendMsg"), Callbacks.c2c(from: "t", to: "p", key: "k1"))
+            #expect(try h.store.activeDigest(for: "p")?.dueAt == Timestamp(ServiceHarness.start) + 600_000)
+            let r = try await c.execute(uri: "/admin/users/p", method: .put,
+                                        headers: [.contentType: "application/json", .authorization: "Bearer \(AdminEndpointTests.token)"],
+                                        body: ByteBuffer(string: #"{"profile":"clinic"}"#)) { Int($0.status.code) }
+            #expect(r == 200)
+        }
+        #expect(try h.store.activeDigest(for: "p")?.dueAt == Timestamp(ServiceHarness.start) + 120_000)
+    }
+}
