@@ -39,7 +39,8 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            resources: [.copy("Resources/demo-trace.jsonl")]
         ),
         .executableTarget(
             name: "roundup",

@@ -23,15 +23,3 @@ struct ConfigCommand: AsyncParsableCommand {
         }
     }
 }
-
-/// `roundup demo` (arrives with the operator's-view issue).
-struct DemoCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "demo", abstract: "Run the whole product on this machine with fake WeChat and IM servers.")
-
-    @Flag var json = false
-
-    func run() async throws {
-        throw OperatorFailure("The demo is not yet available in this build.")
-    }
-}

@@ -79,6 +79,7 @@ public struct RoundupRuntime: Sendable {
             engine.wake()
         })
             .addRoutes(to: router)
+        AdminDigestController(store: store, config: config, clock: clock, onFlushed: { engine.wake() }).addRoutes(to: router)
         return router
     }
 

@@ -182,10 +182,10 @@ public final class Ingestor: Sendable {
         if let d = try tx.activeDigest(for: user) {
             try tx.join(messages: ids, to: d.id)
             let count = d.pendingCount + ids.count
-            guard d.state == .open else {
+            guard d.state == .open, d.flushRequested == 0 else {
                 try tx.updateDigestTiming(d.id, lastMessageAt: now, dueAt: nil, urgent: urgent, now: now)
-                try tx.appendEvent(digest: d.id, at: now, kind: "message",
-                                   detail: "\(what) while held (\(d.reason?.rawValue ?? "?")); \(count) pending")
+                let why = d.state == .open ? "while flushed (due now)" : "while held (\(d.reason?.rawValue ?? "?"))"
+                try tx.appendEvent(digest: d.id, at: now, kind: "message", detail: "\(what) \(why); \(count) pending")
                 return
             }
             let before = DuePolicy.Facts(windowStart: d.windowStartAt, lastMessageAt: d.lastMessageAt ?? d.windowStartAt,

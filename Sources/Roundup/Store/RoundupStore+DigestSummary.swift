@@ -54,7 +54,7 @@ extension RoundupStore {
                 SELECT d.id, d.im_user_id, u.name, u.openid IS NOT NULL AS bound, d.state, d.reason, d.due_at, d.template_id,
                        d.errcode, d.errmsg, d.msgid, d.held_since, d.opened_at, d.finished_at,
                        (SELECT COUNT(*) FROM messages m WHERE m.digest_id = d.id
-                          AND (m.status = 'pending' OR d.state NOT IN ('open', 'held'))) AS messages,
+                          AND (m.status = 'pending' OR (d.state NOT IN ('open', 'held') AND m.status IN ('delivered', 'seen')))) AS messages,
                        (SELECT min(m.received_at) FROM messages m WHERE m.digest_id = d.id) AS first_at
                 FROM digests d LEFT JOIN users u ON u.im_user_id = d.im_user_id
                 WHERE \(clause)

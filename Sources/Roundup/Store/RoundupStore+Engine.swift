@@ -100,7 +100,8 @@ extension RoundupStore {
         try writer.read { db in
             var out: [String: Timestamp?] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT key, until_at FROM send_pauses") {
-                out[row["key"]] = (row["until_at"] as Int64?).map(Timestamp.init(milliseconds:))
+                // updateValue: assigning a nil `until` through the subscript would drop the key.
+                out.updateValue((row["until_at"] as Int64?).map(Timestamp.init(milliseconds:)), forKey: row["key"])
             }
             return out
         }

@@ -10,6 +10,8 @@ public struct ActiveDigest: Sendable, Equatable {
     public var dueAt: Timestamp?
     public var urgent: Bool
     public var pendingCount: Int
+    /// An operator's flush is pending (1, or 2 with `--force`): the due time stays "now".
+    public var flushRequested: Int = 0
 }
 
 /// A pending message as the ingest logic sees it.
@@ -164,7 +166,7 @@ public struct StoreTransaction {
         guard let row = try Row.fetchOne(
             db,
             sql: """
-                SELECT id, state, reason, window_start_at, last_message_at, due_at, urgent,
+                SELECT id, state, reason, window_start_at, last_message_at, due_at, urgent, flush_requested,
                        (SELECT COUNT(*) FROM messages m WHERE m.digest_id = d.id AND m.status = 'pending') AS pending
                 FROM digests d WHERE im_user_id = ? AND state IN ('open', 'held')
                 """,
@@ -176,7 +178,7 @@ public struct StoreTransaction {
             windowStartAt: Timestamp(milliseconds: row["window_start_at"]),
             lastMessageAt: (row["last_message_at"] as Int64?).map(Timestamp.init(milliseconds:)),
             dueAt: (row["due_at"] as Int64?).map(Timestamp.init(milliseconds:)),
-            urgent: row["urgent"], pendingCount: row["pending"])
+            urgent: row["urgent"], pendingCount: row["pending"], flushRequested: row["flush_requested"])
     }
 
     /// When the user's last `sent` or `dry_run` digest finished (for `min_interval`).

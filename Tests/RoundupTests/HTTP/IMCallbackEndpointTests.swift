@@ -337,3 +337,22 @@ struct IMCallbackEndpointTests {
         }
     }
 }
+
+@Suite("Flush and new messages")
+struct FlushIngestTests {
+    @Test("a message arriving after a flush joins the digest without moving its due time back")
+    func flushKept() async throws {
+        let h = try ServiceHarness()
+        defer { h.remove() }
+        try await h.withClient { c in
+            try await c.post(h.callbackURI("C2C.CallbackAfterSendMsg"), Callbacks.c2c(from: "t", to: "p", key: "k1"))
+            h.clock.advance(by: 5)
+            _ = try h.store.flushDigest(user: "p", at: h.clock.timestamp, force: false, now: h.clock.timestamp, note: "test flush")
+            h.clock.advance(by: 5)
+            try await c.post(h.callbackURI("C2C.CallbackAfterSendMsg"), Callbacks.c2c(from: "t", to: "p", key: "k2"))
+        }
+        let d = try #require(try h.store.activeDigest(for: "p"))
+        #expect(d.pendingCount == 2)
+        #expect(d.dueAt == Timestamp(ServiceHarness.start) + 5000)
+    }
+}

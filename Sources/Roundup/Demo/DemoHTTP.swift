@@ -1,0 +1,92 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The demo's side of the wire: it plays IM, WeChat and the mini program's backend calling the
+/// service over loopback HTTP, exactly as they would in production.
+struct DemoHTTPClient: Sendable {
+    /// `http://127.0.0.1:PORT` of the service.
+    let baseURL: String
+    let httpClient: HTTPClient
+
+    init(baseURL: String, httpClient: HTTPClient = .shared) {
+        self.baseURL = baseURL
+        self.httpClient = httpClient
+    }
+
+    /// POSTs (or PUTs) a JSON body and returns the status and body text; a transport failure throws.
+    func send(put: Bool = false, _ pathAndQuery: String, json: JSONValue, bearer: String? = nil) async throws -> (status: Int, body: String) {
+        var request = HTTPClientRequest(url: baseURL + pathAndQuery)
+        request.method = put ? .PUT : .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let bearer { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
+        request.body = .bytes(ByteBuffer(string: json.serialized))
+        let response = try await httpClient.execute(request, deadline: .now() + .seconds(10))
+        let body = try await response.body.collect(upTo: 1024 * 1024)
+        return (Int(response.status.code), String(buffer: body))
+    }
+
+    /// Like `send`, but anything other than 200 is an error naming the request.
+    @discardableResult
+    func expectOK(put: Bool = false, _ pathAndQuery: String, json: JSONValue, bearer: String? = nil) async throws -> String {
+        let (status, body) = try await send(put: put, pathAndQuery, json: json, bearer: bearer)
+        guard status == 200 else {
+            let path = pathAndQuery.split(separator: "?").first.map(String.init) ?? pathAndQuery
+            throw DemoError.refused(path: path, status: status, body: String(body.prefix(300)))
+        }
+        return body
+    }
+}
+
+/// Why the demo stopped.
+public enum DemoError: Error, Equatable, CustomStringConvertible {
+    /// The service answered a request with something other than 200.
+    case refused(path: String, status: Int, body: String)
+    /// The service did not bind its port.
+    case didNotStart
+
+    public var description: String {
+        switch self {
+        case .refused(let path, let status, let body): return "the service answered \(path) with HTTP \(status): \(body)"
+        case .didNotStart: return "the service did not start"
+        }
+    }
+}
+
+/// Runs a Hummingbird application in a `ServiceGroup` around `body`, which gets the bound port;
+/// the application shuts down gracefully when `body` returns or throws.
+func withDemoApplication<T: Sendable>(
+    logger: Logger, _ makeApp: (_ onRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol,
+    _ body: (_ port: Int) async throws -> T
+) async throws -> T {
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    let app = makeApp { port in
+        continuation.yield(port)
+        continuation.finish()
+    }
+    let group = ServiceGroup(services: [app], logger: logger)
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask {
+            defer { continuation.finish() }
+            try await group.run()
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else {
+            try await tasks.waitForAll()
+            throw DemoError.didNotStart
+        }
+        do {
+            let result = try await body(port)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        } catch {
+            await group.triggerGracefulShutdown()
+            tasks.cancelAll()
+            throw error
+        }
+    }
+}
