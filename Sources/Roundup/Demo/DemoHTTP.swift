@@ -45,48 +45,10 @@ struct DemoHTTPClient: Sendable {
 public enum DemoError: Error, Equatable, CustomStringConvertible {
     /// The service answered a request with something other than 200.
     case refused(path: String, status: Int, body: String)
-    /// The service did not bind its port.
-    case didNotStart
 
     public var description: String {
         switch self {
         case .refused(let path, let status, let body): return "the service answered \(path) with HTTP \(status): \(body)"
-        case .didNotStart: return "the service did not start"
-        }
-    }
-}
-
-/// Runs a Hummingbird application in a `ServiceGroup` around `body`, which gets the bound port;
-/// the application shuts down gracefully when `body` returns or throws.
-func withDemoApplication<T: Sendable>(
-    logger: Logger, _ makeApp: (_ onRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol,
-    _ body: (_ port: Int) async throws -> T
-) async throws -> T {
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let app = makeApp { port in
-        continuation.yield(port)
-        continuation.finish()
-    }
-    let group = ServiceGroup(services: [app], logger: logger)
-    return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask {
-            defer { continuation.finish() }
-            try await group.run()
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else {
-            try await tasks.waitForAll()
-            throw DemoError.didNotStart
-        }
-        do {
-            let result = try await body(port)
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
-        } catch {
-            await group.triggerGracefulShutdown()
-            tasks.cancelAll()
-            throw error
         }
     }
 }

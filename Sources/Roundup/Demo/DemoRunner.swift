@@ -91,7 +91,7 @@ public struct DemoRunner: Sendable {
                     im: im, wechat: wechat)
                 let config = try ConfigLoader(environment: [:]).load(yaml: yaml, source: "demo").config
                 let runtime = try RoundupRuntime(config: config, clock: clock, logger: logger)
-                return try await withDemoApplication(logger: logger, { onRunning in
+                return try await withLoopbackApplication(logger: logger, { onRunning in
                     runtime.buildApplication(onServerRunning: onRunning)
                 }) { port in
                     note("service on http://127.0.0.1:\(port) · fake WeChat API \(wechatBase) · fake IM REST \(imBase)")

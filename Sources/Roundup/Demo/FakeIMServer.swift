@@ -47,41 +47,11 @@ public struct FakeIMServer: Sendable {
     /// stops when `body` returns or throws.
     @discardableResult
     public func withRunning<T>(_ body: (_ baseURL: String) async throws -> T) async throws -> T {
-        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = application(onReady: { port in
-            portContinuation.yield(port)
-            portContinuation.finish()
-        })
         var logger = Logger(label: "roundup.fake-im")
         logger.logLevel = .critical
-        let group = ServiceGroup(services: [app], logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask {
-                defer { portContinuation.finish() }
-                try await group.run()
-            }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else {
-                try await tasks.waitForAll()
-                throw FakeServerError.didNotStart
-            }
-            do {
-                let result = try await body("http://127.0.0.1:\(port)")
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-                return result
-            } catch {
-                await group.triggerGracefulShutdown()
-                tasks.cancelAll()
-                throw error
-            }
+        return try await withLoopbackApplication(logger: logger, { onRunning in application(onReady: onRunning) }) { port in
+            try await body("http://127.0.0.1:\(port)")
         }
-    }
-
-    /// Why the fake could not serve.
-    public enum FakeServerError: Error, Equatable {
-        /// The server stopped before it bound its port.
-        case didNotStart
     }
 
     // MARK: Routes
