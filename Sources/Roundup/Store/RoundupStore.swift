@@ -75,14 +75,14 @@ public final class RoundupStore: Sendable {
             }
         }
         if !fm.fileExists(atPath: path) {
-            let fd = openPrivateFile(path)
+            let fd = posixOpen(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
             if fd < 0 {
                 let err = errno
                 if err != EEXIST {
                     throw .cannotOpen(path: path, reason: String(cString: strerror(err)))
                 }
             } else {
-                _ = closeFile(fd)
+                posixClose(fd)
             }
         }
     }
@@ -95,16 +95,18 @@ public final class RoundupStore: Sendable {
     }
 }
 
-/// `open(2)` with O_CREAT|O_EXCL and mode 0600.
-private func openPrivateFile(_ path: String) -> Int32 {
+/// `open(2)`, for the files SQLite must not create itself (the database, the lease lock).
+func posixOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
     #if canImport(Glibc)
-    return Glibc.open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+    return Glibc.open(path, flags, mode)
     #else
-    return Darwin.open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+    return Darwin.open(path, flags, mode)
     #endif
 }
 
-private func closeFile(_ fd: Int32) -> Int32 {
+/// `close(2)`.
+@discardableResult
+func posixClose(_ fd: Int32) -> Int32 {
     #if canImport(Glibc)
     return Glibc.close(fd)
     #else

@@ -33,16 +33,16 @@ public final class ServeLease: Sendable {
         self.lockPath = lockPath
     }
 
-    deinit { _ = closeLockFile(fd) }
+    deinit { posixClose(fd) }
 
     /// Takes the lease for the store's database or throws `held` naming the owner.
     public static func acquire(store: RoundupStore, now: Timestamp) throws(LeaseError) -> ServeLease {
         guard let path = store.path else { throw .cannotLock("an in-memory database has no lock file") }
         let lockPath = path + ".lock"
-        let fd = openLockFile(lockPath)
+        let fd = posixOpen(lockPath, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .cannotLock("\(lockPath): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            _ = closeLockFile(fd)
+            posixClose(fd)
             let pid = try? store.writer.read { db in try Int.fetchOne(db, sql: "SELECT pid FROM serve_lease WHERE id = 1") }
             throw .held(pid: pid ?? nil, path: path)
         }
@@ -59,25 +59,9 @@ public final class ServeLease: Sendable {
                     arguments: [pid, host, UUID().uuidString, now.milliseconds, now.milliseconds])
             }
         } catch {
-            _ = closeLockFile(fd)
+            posixClose(fd)
             throw .cannotLock(RoundupStore.explain(error))
         }
         return ServeLease(fd: fd, lockPath: lockPath)
     }
-}
-
-private func openLockFile(_ path: String) -> Int32 {
-    #if canImport(Glibc)
-    return Glibc.open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-    #else
-    return Darwin.open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-    #endif
-}
-
-private func closeLockFile(_ fd: Int32) -> Int32 {
-    #if canImport(Glibc)
-    return Glibc.close(fd)
-    #else
-    return Darwin.close(fd)
-    #endif
 }
