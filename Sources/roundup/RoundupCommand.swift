@@ -9,7 +9,7 @@ struct RoundupCommand: AsyncParsableCommand {
         abstract: "Collects the IM messages offline users miss and sends one WeChat subscribe message per batch.",
         subcommands: [
             ServeCommand.self, DemoCommand.self, ConfigCommand.self, UsersCommand.self, CreditsCommand.self,
-            UserSigCommand.self, PendingCommand.self, ShowCommand.self, ExplainCommand.self, FlushCommand.self,
+            UserSigCommand.self, BackupCommand.self, CheckCommand.self, PendingCommand.self, ShowCommand.self, ExplainCommand.self, FlushCommand.self,
             CancelCommand.self, HistoryCommand.self, DeadCommand.self, RetryCommand.self, StatsCommand.self,
         ])
 }

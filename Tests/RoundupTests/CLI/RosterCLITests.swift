@@ -201,3 +201,27 @@ struct UserSigCLITests {
         #expect(missing.stdout.isEmpty)
     }
 }
+
+@Suite("roundup backup and check")
+struct MaintenanceCLITests {
+    @Test("backup copies the database online into a new 0600 file, refuses to overwrite, and check says it is sound")
+    func backupAndCheck() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Another process keeps the database open and writing while the backup runs.
+        let store = try RoundupStore.open(path: dir.appendingPathComponent("roundup-data/roundup.sqlite").path)
+        try store.updateUser("p1", UserUpdate(openid: .set("o1"), name: .set("王芳")), now: t0)
+        let copy = dir.appendingPathComponent("copy.sqlite").path
+        let r = try runRoundup(["backup", copy], in: dir)
+        #expect(r.status == 0)
+        let mode = try #require(FileManager.default.attributesOfItem(atPath: copy)[.posixPermissions] as? Int)
+        #expect(mode & 0o777 == 0o600)
+        let restored = try RoundupStore.open(path: copy)
+        #expect(try restored.user("p1")?.name == "王芳")
+        #expect(try runRoundup(["backup", copy], in: dir).status == 1)
+        let check = try runRoundup(["check"], in: dir)
+        #expect(check.status == 0)
+        #expect(check.stdout.contains("is sound"))
+        #expect(try store.quickCheck().isEmpty)
+    }
+}

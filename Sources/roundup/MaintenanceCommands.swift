@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import Roundup
+
+/// `roundup backup FILE`: an online copy of the database.
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup", abstract: "Copy the database to a new file, safely, even while roundup serve runs.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The new file (must not exist).") var file: String
+
+    func run() async throws {
+        let (_, store) = try global.openStore()
+        try store.backup(to: file)
+        print("backed up \(store.path ?? "") to \(file)")
+    }
+}
+
+/// `roundup check`: `PRAGMA quick_check` on the database.
+struct CheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check", abstract: "Check the database file for corruption (PRAGMA quick_check).")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let (_, store) = try global.openStore()
+        let problems = try store.quickCheck()
+        guard problems.isEmpty else {
+            throw OperatorFailure("The database is damaged: \(problems.prefix(3).joined(separator: "; ")); restore it from a backup.")
+        }
+        print("database \(store.path ?? "") is sound")
+    }
+}
