@@ -96,3 +96,70 @@ struct ConfigReloadTests {
         #expect(h.runtime.metrics.exposition().contains(#"roundup_config_reloads_total{outcome="failure"} 1"#))
     }
 }
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+@Suite("Secrets stay out of logs", .serialized)
+struct SecretsInLogsTests {
+    @Test("a serve run at trace level logs no secret, no access token and no message text, and /metrics shows none")
+    func noSecrets() async throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let secrets = [
+            "ROUNDUP_IM_CALLBACK_TOKEN": "cbtoken-SECRET-1", "ROUNDUP_SERVER_ADMIN_TOKEN": "admin-SECRET-2",
+            "ROUNDUP_WECHAT_APP_SECRET": "appsecret-SECRET-3", "ROUNDUP_IM_SECRET_KEY": "imkey-SECRET-4",
+            "ROUNDUP_WECHAT_PUSH_TOKEN": "pushtokenSECRET5", "ROUNDUP_WECHAT_ENCODING_AES_KEY": String(repeating: "S", count: 43),
+        ]
+        let log = dir.appendingPathComponent("serve.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = TestSupport.roundupBinary
+        process.arguments = ["serve", "--log-level", "trace"]
+        process.currentDirectoryURL = dir
+        var env = ["PATH": "/usr/bin:/bin", "HOME": dir.path, "ROUNDUP_SERVER_PORT": "0", "ROUNDUP_IM_SDK_APP_ID": "1400000000",
+                   "ROUNDUP_WECHAT_APP_ID": "wx_fake", "ROUNDUP_WECHAT_API_BASE_URL": "http://127.0.0.1:1"]
+        env.merge(secrets) { a, _ in a }
+        process.environment = env
+        process.standardOutput = try FileHandle(forWritingTo: log)
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+
+        var port: Int?
+        for _ in 0..<600 where port == nil {
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            if let range = text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                port = Int(text[range].split(separator: ":").last ?? "")
+            }
+            if port == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let p = try #require(port)
+        let t = String(Int64(Date().timeIntervalSince1970))
+        let sign = IMCallbackSignature.sign(token: "cbtoken-SECRET-1", requestTime: t)
+        var callback = URLRequest(url: URL(string: "http://127.0.0.1:\(p)/im/callback?SdkAppid=1400000000&CallbackCommand=C2C.CallbackAfterSendMsg&OptPlatform=Web&Sign=\(sign)&RequestTime=\(t)")!)
+        callback.httpMethod = "POST"
+        callback.httpBody = Data(#"{"From_Account":"t","To_Account":"p","MsgKey":"k1","MsgTime":1,"SendMsgResult":0,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"PRIVATE-TEXT-XYZ"}}]}"#.utf8)
+        let (callbackBody, callbackResponse) = try await URLSession.shared.data(for: callback)
+        #expect((callbackResponse as? HTTPURLResponse)?.statusCode == 200)
+        #expect(String(decoding: callbackBody, as: UTF8.self).contains(#""ActionStatus":"OK""#))
+        var admin = URLRequest(url: URL(string: "http://127.0.0.1:\(p)/admin/users/p")!)
+        admin.httpMethod = "PUT"
+        admin.setValue("Bearer admin-SECRET-2", forHTTPHeaderField: "Authorization")
+        admin.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        admin.httpBody = Data(#"{"openid":"oP"}"#.utf8)
+        let (_, adminResponse) = try await URLSession.shared.data(for: admin)
+        #expect((adminResponse as? HTTPURLResponse)?.statusCode == 200)
+        let (metrics, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(p)/metrics")!)
+        process.terminate()
+        process.waitUntilExit()
+
+        let output = try String(contentsOf: log, encoding: .utf8) + String(decoding: metrics, as: UTF8.self)
+        #expect(output.contains("listening"))
+        #expect(output.contains("roundup_messages_ingested_total 1"))
+        for secret in secrets.values + ["PRIVATE-TEXT-XYZ"] {
+            #expect(!output.contains(secret), "\(secret) leaked")
+        }
+    }
+}
