@@ -112,7 +112,10 @@ struct WeChatAPIClientTests {
                 Issue.record("expected inDoubt, got \(outcome)")
                 return
             }
-            try await Task.sleep(for: .milliseconds(900))
+            // The fake finishes the delayed send after the client gave up; wait for it (bounded).
+            for _ in 0..<100 where await fake.script.accepted.isEmpty {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             #expect(await fake.script.accepted.count == 1)
         }
     }
