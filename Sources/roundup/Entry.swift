@@ -48,6 +48,11 @@ struct RoundupMain {
         } catch let error as ExitCode {
             exit(error.rawValue)
         } catch {
+            if let damage = RoundupStore.damageHint(for: error) {
+                // A bad page met after the open: say so plainly rather than print SQLite's error.
+                writeError(damage)
+                exit(1)
+            }
             let code = RoundupCommand.exitCode(for: error)
             if code == .success {
                 print(RoundupCommand.fullMessage(for: error))

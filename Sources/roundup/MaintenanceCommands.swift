@@ -16,7 +16,8 @@ struct BackupCommand: AsyncParsableCommand {
     }
 }
 
-/// `roundup check`: `PRAGMA quick_check` on the database.
+/// `roundup check`: `PRAGMA quick_check` on the database. A file too damaged to open is
+/// reported by the open itself, with quick_check's findings (exit 1 either way).
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check", abstract: "Check the database file for corruption (PRAGMA quick_check).")
@@ -24,10 +25,11 @@ struct CheckCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (_, store) = try global.openStore()
+        let path = store.path ?? ""
         let problems = try store.quickCheck()
         guard problems.isEmpty else {
-            throw OperatorFailure("The database is damaged: \(problems.prefix(3).joined(separator: "; ")); restore it from a backup.")
+            throw OperatorFailure("The database \(path) failed PRAGMA quick_check: \(RoundupStore.damageReport(path: path, .findings(problems))).")
         }
-        print("database \(store.path ?? "") is sound")
+        print("database \(path) is sound")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 /// Everything one running Roundup shares: the config in force, the database, presence, metrics
@@ -58,7 +59,7 @@ public struct RoundupRuntime: Sendable {
                 onRefresh: { metrics.accessTokenRefreshes.increment() }))
         }
         let engine = DigestEngine(store: store, presence: presence, config: self.config, clock: clock, metrics: metrics,
-                                  logger: logger, imAPI: imAPI, sender: sender)
+                                  logger: logger, imAPI: imAPI, sender: sender, committer: committer)
         self.engine = engine
         self.ledger = SubscriptionLedger(store: store, config: self.config, clock: clock, logger: logger,
                                          onCreditsGranted: { _ in engine.wake() })
@@ -84,13 +85,17 @@ public struct RoundupRuntime: Sendable {
     }
 
     /// The HTTP application on `server.host:server.port` (port 0 picks a free one, reported
-    /// through `onServerRunning`).
+    /// through `onServerRunning`). A client that stalls is disconnected after `timeouts.idle`, and
+    /// one whose request has not arrived whole after `timeouts.request` is cut off (tests pass
+    /// shorter ones; `serve` uses the standard constants, since SPEC §3 has no key for them).
     public func buildApplication(
+        timeouts: ConnectionTimeouts = .standard,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let cfg = config.snapshot
         return Application(
-            router: buildRouter(),
+            responder: RequestDeadlineResponder(base: buildRouter().buildResponder(), timeout: timeouts.request),
+            server: .http1(configuration: .init(idleTimeout: TimeAmount(timeouts.idle))),
             configuration: .init(address: .hostname(cfg.server.host, port: cfg.server.port), serverName: "roundup"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? cfg.server.port) },
             logger: logger)

@@ -260,8 +260,12 @@ struct ConfigBuilder {
 
     private func duration(_ v: String?, _ path: String, minimum: ConfigDuration, _ apply: (ConfigDuration) -> Void) {
         guard let v else { return }
-        guard let d = ConfigDuration(parsing: v) else {
+        guard let d = ConfigBuilder.parseDuration(v) else {
             log.add(path, "\"\(v)\" is not a duration (use a number and a unit: 500ms, 30s, 10m, 2h, 7d)")
+            return
+        }
+        guard let d else {
+            log.add(path, "\"\(v)\" is too long a duration")
             return
         }
         guard d >= minimum else {
@@ -269,6 +273,27 @@ struct ConfigBuilder {
             return
         }
         apply(d)
+    }
+
+    /// `ConfigDuration(parsing:)` one term at a time, so that a sum too large for 64 bits
+    /// (`99999999999d99999999999d`) is refused instead of trapping: nil when the text is not a
+    /// duration, `.some(nil)` when it is one but too long.
+    static func parseDuration(_ text: String) -> ConfigDuration?? {
+        var rest = Substring(text.trimmingCharacters(in: .whitespaces))
+        guard !rest.isEmpty else { return nil }
+        var total: Int64 = 0
+        while !rest.isEmpty {
+            let digits = rest.prefix { $0.isASCII && $0.isNumber }
+            let unit = rest.dropFirst(digits.count).prefix { $0.isASCII && $0.isLetter }
+            let term = String(rest.prefix(digits.count + unit.count))
+            guard !digits.isEmpty, ["ms", "s", "m", "h", "d"].contains(unit) else { return nil }
+            guard let part = ConfigDuration(parsing: term) else { return .some(nil) }
+            let (sum, overflow) = total.addingReportingOverflow(part.milliseconds)
+            guard !overflow else { return .some(nil) }
+            total = sum
+            rest = rest.dropFirst(term.count)
+        }
+        return ConfigDuration(milliseconds: total)
     }
 
     private func choice<T: RawRepresentable & CaseIterable>(_ v: String?, _ path: String, _ type: T.Type, _ apply: (T) -> Void)

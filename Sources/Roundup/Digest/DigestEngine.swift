@@ -13,6 +13,8 @@ public final class DigestEngine: Service, Sendable {
     let clock: any WallClock
     let metrics: RoundupMetrics
     let logger: Logger
+    /// The send path's writes share transactions with each other and with ingest.
+    let committer: GroupCommitter
     let imAPI: (any IMRestAPI)?
     /// The WeChat sender, or nil in dry-run mode.
     let sender: SubscribeSender?
@@ -23,8 +25,9 @@ public final class DigestEngine: Service, Sendable {
     static let maxAttempts = 6
 
     public init(store: RoundupStore, presence: PresenceMap, config: LiveConfig, clock: any WallClock, metrics: RoundupMetrics,
-                logger: Logger, imAPI: (any IMRestAPI)?, sender: SubscribeSender?) {
+                logger: Logger, imAPI: (any IMRestAPI)?, sender: SubscribeSender?, committer: GroupCommitter? = nil) {
         self.store = store
+        self.committer = committer ?? GroupCommitter(store: store)
         self.presence = presence
         self.config = config
         self.clock = clock
@@ -68,9 +71,11 @@ public final class DigestEngine: Service, Sendable {
         if pauses["quota"] != nil { return 0 }
         guard let due = try? store.dueDigests(now: now), !due.isEmpty else { return 0 }
         let cfg = config.snapshot
+        // One query for the whole batch's credits instead of one per digest and template.
+        let credits = (try? store.credits(openids: due.compactMap(\.openid))) ?? [:]
         var ready: [(DueDigest, TemplateConfig)] = []
         for d in due {
-            if let t = prepare(d, cfg: cfg, pauses: pauses, now: now) { ready.append((d, t)) }
+            if let t = prepare(d, cfg: cfg, pauses: pauses, credits: credits, now: now) { ready.append((d, t)) }
         }
         let confirmed = await confirmPresence(ready, cfg: cfg, now: now)
         await withTaskGroup(of: Void.self) { group in
@@ -91,7 +96,8 @@ public final class DigestEngine: Service, Sendable {
 
     /// Quiet hours, binding and template; returns the template to use, or nil when the digest
     /// was re-timed or held.
-    func prepare(_ d: DueDigest, cfg: RoundupConfig, pauses: [String: Timestamp?], now: Timestamp) -> TemplateConfig? {
+    func prepare(_ d: DueDigest, cfg: RoundupConfig, pauses: [String: Timestamp?], credits: [String: [String: Credit]]? = nil,
+                 now: Timestamp) -> TemplateConfig? {
         let policy = cfg.digest.policy(forProfile: d.profile)
         if !d.flushForce, DuePolicy.isQuiet(now, policy.quietHours, cfg.digest.timezone) {
             let end = DuePolicy.afterQuietHours(now, policy.quietHours, cfg.digest.timezone)
@@ -105,7 +111,7 @@ public final class DigestEngine: Service, Sendable {
             hold(d, .unbound, now: now, note: "no openid is bound to \(d.imUserID)")
             return nil
         }
-        guard let template = usableTemplate(openid: openid, cfg: cfg, pauses: pauses) else {
+        guard let template = usableTemplate(openid: openid, cfg: cfg, pauses: pauses, known: credits.map { $0[openid] ?? [:] }) else {
             let paused = cfg.templates.filter { pauses["template:\($0.id)"] != nil }
             if !paused.isEmpty && paused.count == cfg.templates.count {
                 hold(d, .configError, now: now, note: "every template is paused after a configuration error")
@@ -117,10 +123,13 @@ public final class DigestEngine: Service, Sendable {
         return template
     }
 
-    /// The first template in config order this openid may be sent (SPEC §5.7).
-    func usableTemplate(openid: String, cfg: RoundupConfig, pauses: [String: Timestamp?], skipping: Set<String> = []) -> TemplateConfig? {
+    /// The first template in config order this openid may be sent (SPEC §5.7). `known` is the
+    /// openid's credits by template when the caller read them already.
+    func usableTemplate(openid: String, cfg: RoundupConfig, pauses: [String: Timestamp?], skipping: Set<String> = [],
+                        known: [String: Credit]? = nil) -> TemplateConfig? {
         for t in cfg.templates where pauses["template:\(t.id)"] == nil && !skipping.contains(t.id) {
-            guard let credit = try? store.credit(openid: openid, templateID: t.id) else { continue }
+            let found = known.map { $0[t.id] } ?? (try? store.credit(openid: openid, templateID: t.id))
+            guard let credit = found else { continue }
             if t.kind == .oneTime ? credit.count > 0 : credit.subscribed { return t }
         }
         return nil
@@ -154,25 +163,29 @@ public final class DigestEngine: Service, Sendable {
         }
         let confirmedOnline = online
         let via = source
-        var out: [(DueDigest, TemplateConfig)] = []
-        for (d, t) in ready {
-            let policy = cfg.digest.policy(forProfile: d.profile)
-            if confirmedOnline.contains(d.imUserID) && policy.cancelOnOnline {
-                transact { tx in
+        // One transaction for the whole batch's presence notes and cancellations.
+        let decided = transact { tx -> (out: [(DueDigest, TemplateConfig)], cancelled: Int) in
+            var out: [(DueDigest, TemplateConfig)] = []
+            var cancelled = 0
+            for (d, t) in ready {
+                let policy = cfg.digest.policy(forProfile: d.profile)
+                if confirmedOnline.contains(d.imUserID) && policy.cancelOnOnline {
                     if try tx.moveDigest(d.id, from: d.state, to: .cancelled, reason: .userOnline, now: now,
                                          note: "presence confirmed online (\(via)); nothing sent") {
                         try tx.finishMessages(ofDigest: d.id, status: "seen", now: now)
+                        cancelled += 1
                     }
+                } else {
+                    try tx.appendEvent(digest: d.id, at: now, kind: "presence",
+                                       detail: "confirmed \(confirmedOnline.contains(d.imUserID) ? "online" : "offline") (\(via))")
+                    out.append((d, t))
                 }
-                metrics.digestFinished("cancelled")
-            } else {
-                transact { tx in
-                    try tx.appendEvent(digest: d.id, at: now, kind: "presence", detail: "confirmed \(confirmedOnline.contains(d.imUserID) ? "online" : "offline") (\(via))")
-                }
-                out.append((d, t))
             }
+            return (out, cancelled)
         }
-        return out
+        guard let decided else { return [] }
+        for _ in 0..<decided.cancelled { metrics.digestFinished("cancelled") }
+        return decided.out
     }
 
     // MARK: - sending (SPEC §5.8, §5.9)
@@ -218,19 +231,22 @@ public final class DigestEngine: Service, Sendable {
                 return
             }
             if state == .open {
-                guard transact({ tx in try tx.markSending(d.id, template: template.id, body: body, now: now) }) == true else { return }
+                // Committed before the call (SPEC §5.9); concurrent senders share the transaction.
+                let id = d.id, templateID = template.id
+                guard await commit({ tx in try tx.markSending(id, template: templateID, body: body, now: now) }) == true else { return }
                 state = .sending
             }
             let outcome = await sender.send(rendered.subscribeMessage(touser: openid))
             let after = clock.timestamp
             switch outcome {
             case .sent(let msgid):
-                transact { tx in
-                    try tx.setResult(d.id, errcode: "0", errmsg: nil, msgid: msgid)
-                    try tx.moveDigest(d.id, from: .sending, to: .sent, now: after, note: "errcode 0, msgid \(msgid ?? "-"), \(messages.count) message(s)")
-                    try tx.finishMessages(ofDigest: d.id, status: "delivered", now: after)
-                    if template.kind == .oneTime {
-                        _ = try tx.applyCredit(openid: openid, templateID: template.id, change: .spend, eventKey: nil, now: after)
+                let id = d.id, count = messages.count, used = template
+                await commit { tx in
+                    try tx.setResult(id, errcode: "0", errmsg: nil, msgid: msgid)
+                    try tx.moveDigest(id, from: .sending, to: .sent, now: after, note: "errcode 0, msgid \(msgid ?? "-"), \(count) message(s)")
+                    try tx.finishMessages(ofDigest: id, status: "delivered", now: after)
+                    if used.kind == .oneTime {
+                        _ = try tx.applyCredit(openid: openid, templateID: used.id, change: .spend, eventKey: nil, now: after)
                     }
                 }
                 metrics.digestFinished("sent")
@@ -298,6 +314,18 @@ public final class DigestEngine: Service, Sendable {
     private func transact<T>(_ body: (StoreTransaction) throws -> T) -> T? {
         do {
             return try store.write(body)
+        } catch {
+            logger.error("digest state change failed", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// A write through the group committer (the send path's frequent writes: many senders run
+    /// at once, and one transaction for all of them costs one WAL write).
+    @discardableResult
+    private func commit<T: Sendable>(_ work: @escaping @Sendable (StoreTransaction) throws -> T) async -> T? {
+        do {
+            return try await committer.perform(timeout: .seconds(60), work)
         } catch {
             logger.error("digest state change failed", metadata: ["error": "\(error)"])
             return nil
@@ -405,8 +433,14 @@ public final class DigestEngine: Service, Sendable {
         let cfg = config.snapshot
         let now = clock.timestamp
         do {
+            // The shortest retention of any profile bounds which messages can be old enough.
+            let shortest = ([cfg.digest.policy] + cfg.digest.profiles.keys.sorted().map { cfg.digest.policy(forProfile: $0) })
+                .map(\.retention.milliseconds).min() ?? cfg.digest.policy.retention.milliseconds
             try store.write { tx in
-                for d in try tx.activeDigestsWithOldest() {
+                let longest = ([cfg.digest.policy] + cfg.digest.profiles.keys.sorted().map { cfg.digest.policy(forProfile: $0) })
+                    .map(\.retention.milliseconds).max() ?? shortest
+                try tx.dropUnjoined(receivedBefore: now - longest, now: now)
+                for d in try tx.activeDigests(withPendingBefore: now - shortest) {
                     let policy = cfg.digest.policy(forProfile: try tx.user(d.user)?.profile)
                     let cutoff = now - policy.retention.milliseconds
                     guard d.oldest < cutoff else { continue }

@@ -95,7 +95,9 @@ public final class Ingestor: Sendable {
         let presence = self.presence
         let senderLogin = senderActive ? presence.apply(user: m.from, online: true, eventTime: m.msgTime * 1000) : nil
         return await commit { tx in
-            if let senderLogin, senderLogin.applied {
+            // A sender already online had any digest cancelled when they came online, and none
+            // opens while they stay online: only a change to online needs the check.
+            if let senderLogin, senderLogin.applied, senderLogin.previous != .online {
                 try Self.cameOnline(tx, user: m.from, config: cfg, now: now)
             }
             if try tx.isTombstoned(msgKey: m.msgKey, now: now) { return .skipped("recalled before it arrived") }
@@ -116,7 +118,7 @@ public final class Ingestor: Sendable {
     private func afterSenderActivity(_ sender: String, _ msgTime: Int64, _ active: Bool, outcome: IngestOutcome) async -> IngestOutcome {
         guard active else { return outcome }
         let change = presence.apply(user: sender, online: true, eventTime: msgTime * 1000)
-        guard change.applied else { return outcome }
+        guard change.applied, change.previous != .online else { return outcome }
         let cfg = config.snapshot
         let now = clock.timestamp
         let result = await commit { tx in
@@ -177,7 +179,8 @@ public final class Ingestor: Sendable {
         policy: DigestPolicy, config: RoundupConfig, now: Timestamp, why: String? = nil
     ) throws {
         let tz = config.digest.timezone
-        let lastSent = try tx.lastSentAt(user: user)
+        // Only min_interval looks at the last send; skip the query when it is off.
+        let lastSent = policy.minInterval.milliseconds > 0 ? try tx.lastSentAt(user: user) : nil
         let what = why ?? "message from \(sender ?? "?") added"
         if let d = try tx.activeDigest(for: user) {
             try tx.join(messages: ids, to: d.id)
@@ -299,7 +302,7 @@ public final class Ingestor: Sendable {
             let outcome = try await committer.perform(timeout: commitTimeout, work)
             if outcome == .stored { metrics.messagesIngested.increment() }
             return outcome
-        } catch CommitError.timedOut {
+        } catch CommitError.timedOut, CommitError.overloaded {
             return .shed
         } catch {
             logger.error("ingest failed", metadata: ["error": "\(error)"])

@@ -62,16 +62,24 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
 extension Request {
     /// The body, refusing more than `limit` bytes with 413 — by `Content-Length` before reading
-    /// anything, and while reading otherwise.
+    /// anything, and otherwise (chunked) as soon as more than `limit` bytes have arrived, so an
+    /// oversized body is never buffered whole. A body cut short (the connection closed or timed
+    /// out before `Content-Length` bytes arrived) is refused too, never handled as if complete.
     func collectBody(limit: Int) async throws -> ByteBuffer {
-        if let length = headers[.contentLength].flatMap(Int.init), length > limit {
+        let declared = headers[.contentLength].flatMap(Int.init)
+        if let declared, declared > limit {
             throw APIError(.contentTooLarge, "the request body is larger than server.max_body_bytes (\(limit) bytes)")
         }
+        let buffer: ByteBuffer
         do {
-            return try await body.collect(upTo: limit)
+            buffer = try await body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, "the request body is larger than server.max_body_bytes (\(limit) bytes)")
         }
+        if let declared, buffer.readableBytes < declared {
+            throw APIError(.badRequest, "the request body ended before its Content-Length (\(buffer.readableBytes) of \(declared) bytes)")
+        }
+        return buffer
     }
 
     /// A query parameter, matching its name case-insensitively (IM spells `SdkAppid` two ways).

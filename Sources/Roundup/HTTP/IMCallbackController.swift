@@ -22,10 +22,12 @@ struct IMCallbackController: Sendable {
     func handle(_ request: Request) async throws -> Response {
         let started = ContinuousClock.now
         let cfg = config.snapshot
-        let command = request.queryValue("CallbackCommand")
+        // Parsed once: Hummingbird parses the query string again on every access.
+        let query = QueryValues(request.uri.queryParameters)
+        let command = query["CallbackCommand"]
         defer { metrics.callbackSeconds.record(ContinuousClock.now - started) }
 
-        guard let appID = request.queryValue("SdkAppid"), UInt32(appID) == cfg.im.sdkAppID else {
+        guard let appID = query["SdkAppid"], UInt32(appID) == cfg.im.sdkAppID else {
             metrics.callback(command, .unauthorized)
             throw APIError(.unauthorized, "SdkAppid does not match im.sdk_app_id")
         }
@@ -37,7 +39,7 @@ struct IMCallbackController: Sendable {
         } else {
             do {
                 try IMCallbackSignature.verify(
-                    sign: request.queryValue("Sign"), requestTime: request.queryValue("RequestTime"),
+                    sign: query["Sign"], requestTime: query["RequestTime"],
                     token: cfg.im.callbackToken, now: clock.now)
             } catch {
                 metrics.callback(command, .unauthorized)
@@ -58,7 +60,7 @@ struct IMCallbackController: Sendable {
             outcome = .skipped("unknown command")
             metrics.callback(callback.command, .answered)
         } else {
-            outcome = await ingestor.handle(callback, optPlatform: request.queryValue("OptPlatform"))
+            outcome = await ingestor.handle(callback, optPlatform: query["OptPlatform"])
             metrics.callback(callback.command, outcome.metric)
         }
         switch outcome {
@@ -80,6 +82,19 @@ struct IMCallbackController: Sendable {
         case .withdraw(let w): return ["command": "\(callback.command)", "MsgKey": "\(w.msgKey)"]
         default: return ["command": "\(callback.command)"]
         }
+    }
+}
+
+/// A request's query parameters, parsed once; names match exactly, else case-insensitively.
+struct QueryValues {
+    let parameters: Parameters
+
+    init(_ parameters: Parameters) { self.parameters = parameters }
+
+    subscript(_ name: String) -> String? {
+        if let exact = parameters.get(name) { return exact }
+        let lower = name.lowercased()
+        return parameters.first { String($0.key).lowercased() == lower }.map { String($0.value) }
     }
 }
 

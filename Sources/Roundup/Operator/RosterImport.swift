@@ -125,6 +125,9 @@ public enum RosterCSV {
         var recordLine = 1
         var quoteOpenedLine = 1
         var fieldStarted = false
+        // Whether the field so far is blank, kept up to date per character: trimming the field at
+        // every quote made a long field full of quotes quadratic (hostile-input tests).
+        var fieldBlank = true
         var scalars = Array(text.unicodeScalars)
         if scalars.first == "\u{FEFF}" { scalars.removeFirst() }
         var i = 0
@@ -132,6 +135,7 @@ public enum RosterCSV {
             fields.append(field)
             field = ""
             fieldStarted = false
+            fieldBlank = true
         }
         func endRecord() {
             endField()
@@ -144,6 +148,7 @@ public enum RosterCSV {
                 if c == "\"" {
                     if i + 1 < scalars.count && scalars[i + 1] == "\"" {
                         field.unicodeScalars.append("\"")
+                        fieldBlank = false
                         i += 1
                     } else {
                         inQuotes = false
@@ -151,11 +156,13 @@ public enum RosterCSV {
                 } else {
                     if c == "\n" { line += 1 }
                     field.unicodeScalars.append(c)
+                    if fieldBlank && !CharacterSet.whitespaces.contains(c) { fieldBlank = false }
                 }
             } else {
                 switch c {
-                case "\"" where !fieldStarted || field.trimmingCharacters(in: .whitespaces).isEmpty:
+                case "\"" where !fieldStarted || fieldBlank:
                     field = ""
+                    fieldBlank = true
                     inQuotes = true
                     fieldStarted = true
                     quoteOpenedLine = line
@@ -170,6 +177,7 @@ public enum RosterCSV {
                 default:
                     field.unicodeScalars.append(c)
                     fieldStarted = true
+                    if fieldBlank && !CharacterSet.whitespaces.contains(c) { fieldBlank = false }
                 }
             }
             i += 1

@@ -8,95 +8,112 @@ public enum CommitError: Error, Sendable, Equatable {
     case timedOut
     /// The transaction failed; nothing of its batch was written.
     case failed(String)
+    /// The queue already held `maxQueued` jobs: this one was refused without waiting (it could
+    /// not have committed in time anyway), which keeps memory bounded during a burst.
+    case overloaded
 }
 
 /// Group commit: concurrent writers share one SQLite transaction, so durability (one WAL write
-/// per batch) does not cost throughput. No background task runs it: the first caller to find
-/// the queue idle leads; after each batch the lead passes to the oldest waiting job, and a
-/// leader returns as soon as its own job is committed. Each job runs in its own savepoint, so
-/// one failing job does not undo the others.
+/// per batch) does not cost throughput. Batches run on the database's writer queue (GRDB's
+/// `asyncWriteWithoutTransaction`), one after another while jobs wait, so no caller ever runs a
+/// batch itself: every caller only waits for its own job, and gives up at its deadline even when
+/// the database is stuck (SPEC §5.14). Each job runs in its own savepoint, so one failing job
+/// does not undo the others.
 public final class GroupCommitter: Sendable {
     private let store: RoundupStore
     private let maxBatch: Int
+    private let maxQueued: Int
     private let queue = Mutex(QueueState())
 
     private struct QueueState {
         var jobs: [any CommitJob] = []
-        var leading = false
+        /// A batch is scheduled or running on the writer queue.
+        var writing = false
+        /// Queue length after the last pruning of abandoned jobs.
+        var prunedAt = 0
     }
 
-    /// - Parameter maxBatch: most jobs in one transaction, which bounds a batch's latency.
-    public init(store: RoundupStore, maxBatch: Int = 512) {
+    /// - Parameters:
+    ///   - maxBatch: most jobs in one transaction, which bounds a batch's latency.
+    ///   - maxQueued: most jobs waiting; more are refused at once with `CommitError.overloaded`.
+    public init(store: RoundupStore, maxBatch: Int = 512, maxQueued: Int = 20_000) {
         self.store = store
         self.maxBatch = maxBatch
+        self.maxQueued = maxQueued
     }
 
+    /// Jobs waiting to be committed (abandoned ones may be counted until the next pruning).
+    public var queuedJobs: Int { queue.withLock { $0.jobs.count } }
+
     /// Runs `work` in a shared write transaction and returns once it is committed; throws
-    /// `CommitError.timedOut` when that takes longer than `timeout`, or the work's own error.
+    /// `CommitError.timedOut` when that takes longer than `timeout`, `CommitError.overloaded`
+    /// when the queue is full, or the work's own error.
     public func perform<T: Sendable>(
         timeout: Duration, _ work: @escaping @Sendable (StoreTransaction) throws -> T
     ) async throws -> T {
         let job = TypedCommitJob(work: work)
-        let lead = queue.withLock { q -> Bool in
+        let maxQueued = self.maxQueued
+        let admitted = queue.withLock { q -> Bool? in
+            // While the writer is stuck, callers give up and their jobs stay queued until a
+            // batch skips them: drop them whenever the queue has doubled since the last pruning.
+            if q.jobs.count >= max(1024, 2 * q.prunedAt) {
+                q.jobs.removeAll { $0.isAbandoned }
+                q.prunedAt = q.jobs.count
+            }
+            guard q.jobs.count < maxQueued else { return nil }
             q.jobs.append(job)
-            if q.leading { return false }
-            q.leading = true
+            if q.writing { return false }
+            q.writing = true
             return true
         }
-        if lead { await runBatches(until: job) }
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            switch await job.nextWake(until: deadline) {
-            case .done:
-                return try job.result()
-            case .lead:
-                await runBatches(until: job)
-            case .timeout:
-                switch job.abandon() {
-                case .finished(let result): return try result.get()
-                case .mustLead: await runBatches(until: job)
-                case .abandoned: throw CommitError.timedOut
-                }
+        guard let schedule = admitted else { throw CommitError.overloaded }
+        if schedule { scheduleBatch() }
+        switch await job.wait(until: ContinuousClock.now + timeout) {
+        case .done:
+            return try job.result()
+        case .timeout:
+            switch job.abandon() {
+            case .finished(let result): return try result.get()
+            case .abandoned: throw CommitError.timedOut
             }
         }
     }
 
-    /// Commits batches until `job` is finished, then hands the lead on (or goes idle).
-    private func runBatches(until job: any CommitJob) async {
-        while true {
-            let batch = queue.withLock { q -> [any CommitJob] in
-                let take = Array(q.jobs.prefix(maxBatch))
-                q.jobs.removeFirst(take.count)
-                return take
-            }
-            let live = batch.filter { $0.begin() }
-            if !live.isEmpty {
-                do {
-                    try await store.writer.write { db in
-                        let tx = StoreTransaction(db)
-                        for j in live { j.run(tx, db) }
-                    }
-                    for j in live { j.finish(nil) }
-                } catch {
-                    let failure = CommitError.failed(RoundupStore.explain(error))
-                    for j in live { j.finish(failure) }
+    /// Queues one batch on the writer queue; other writes of the store interleave between batches.
+    private func scheduleBatch() {
+        store.writer.asyncWriteWithoutTransaction { db in self.runBatch(db) }
+    }
+
+    /// Commits the oldest jobs in one transaction, then schedules the next batch if any wait.
+    private func runBatch(_ db: Database) {
+        let batch = queue.withLock { q -> [any CommitJob] in
+            let take = Array(q.jobs.prefix(maxBatch))
+            q.jobs.removeFirst(take.count)
+            q.prunedAt = min(q.prunedAt, q.jobs.count)
+            return take
+        }
+        let live = batch.filter { $0.begin() }
+        if !live.isEmpty {
+            do {
+                try db.inTransaction {
+                    let tx = StoreTransaction(db)
+                    for j in live { j.run(tx, db) }
+                    return .commit
                 }
-            }
-            guard job.isFinished else { continue }
-            // Hand the lead to the oldest job whose caller still waits.
-            while true {
-                let next = queue.withLock { q -> (any CommitJob)? in
-                    while let first = q.jobs.first, first.isAbandoned { q.jobs.removeFirst() }
-                    guard let first = q.jobs.first else {
-                        q.leading = false
-                        return nil
-                    }
-                    return first
-                }
-                guard let next else { return }
-                if next.offerLead() { return }
+                for j in live { j.finish(nil) }
+            } catch {
+                let failure = CommitError.failed(RoundupStore.explain(error))
+                for j in live { j.finish(failure) }
             }
         }
+        let more = queue.withLock { q -> Bool in
+            if q.jobs.isEmpty {
+                q.writing = false
+                return false
+            }
+            return true
+        }
+        if more { scheduleBatch() }
     }
 }
 
@@ -106,14 +123,11 @@ private protocol CommitJob: AnyObject, Sendable {
     func begin() -> Bool
     func run(_ tx: StoreTransaction, _ db: Database)
     func finish(_ failure: CommitError?)
-    /// Wakes the job's caller to lead; false if the caller already gave up.
-    func offerLead() -> Bool
-    var isFinished: Bool { get }
     var isAbandoned: Bool { get }
 }
 
 private enum Wake: Sendable, Equatable {
-    case done, lead, timeout
+    case done, timeout
 }
 
 private final class TypedCommitJob<T: Sendable>: CommitJob {
@@ -123,7 +137,6 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
 
     enum Abandon {
         case finished(Result<T, any Error>)
-        case mustLead
         case abandoned
     }
 
@@ -148,16 +161,18 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
     }
 
     func run(_ tx: StoreTransaction, _ db: Database) {
-        var outcome: Result<T, any Error> = .failure(CommitError.failed("the job did not run"))
+        var outcome: Result<T, any Error>
+        // A savepoint per job, through cached statements: GRDB's `inSavepoint` compiles its
+        // statements on every call, which costs more than a small job itself.
         do {
-            try db.inSavepoint {
-                do {
-                    outcome = .success(try work(tx))
-                    return .commit
-                } catch {
-                    outcome = .failure(error)
-                    return .rollback
-                }
+            try db.executeCached(sql: "SAVEPOINT job")
+            do {
+                outcome = .success(try work(tx))
+                try db.executeCached(sql: "RELEASE SAVEPOINT job")
+            } catch {
+                outcome = .failure(error)
+                try db.executeCached(sql: "ROLLBACK TO SAVEPOINT job")
+                try db.executeCached(sql: "RELEASE SAVEPOINT job")
             }
         } catch {
             outcome = .failure(error)
@@ -175,16 +190,6 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
         c?.resume(returning: .done)
     }
 
-    func offerLead() -> Bool {
-        let (accepted, c) = state.withLock { s -> (Bool, CheckedContinuation<Wake, Never>?) in
-            guard s.phase == .queued else { return (false, nil) }
-            return (true, Self.deliver(&s, .lead))
-        }
-        c?.resume(returning: .lead)
-        return accepted
-    }
-
-    var isFinished: Bool { state.withLock { $0.phase == .done || $0.phase == .abandoned } }
     var isAbandoned: Bool { state.withLock { $0.phase == .abandoned } }
 
     func result() throws -> T {
@@ -193,31 +198,28 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
         return try r.get()
     }
 
-    /// Gives up at the deadline, unless the job finished or was just handed the lead.
+    /// Gives up at the deadline, unless the job finished first. A job already running may
+    /// still commit; one still queued never will.
     func abandon() -> Abandon {
         state.withLock { s in
             if s.phase == .done, let r = s.result { return .finished(r) }
-            if s.pending == .lead {
-                s.pending = nil
-                return .mustLead
-            }
             if s.phase == .queued || s.phase == .running { s.phase = .abandoned }
             return .abandoned
         }
     }
 
-    /// Resumes the waiting caller, or keeps the wake-up until it next waits.
+    /// Resumes the waiting caller, or keeps the wake-up until it waits.
     private static func deliver(_ s: inout State, _ w: Wake) -> CheckedContinuation<Wake, Never>? {
         if let c = s.continuation {
             s.continuation = nil
             return c
         }
-        if s.pending != .lead { s.pending = w }
+        s.pending = w
         return nil
     }
 
-    /// The next wake-up: committed, asked to lead, or the deadline passed.
-    func nextWake(until deadline: ContinuousClock.Instant) async -> Wake {
+    /// Waits until the job is committed (or failed), or the deadline passes.
+    func wait(until deadline: ContinuousClock.Instant) async -> Wake {
         if let w = state.withLock({ s -> Wake? in
             defer { s.pending = nil }
             return s.pending

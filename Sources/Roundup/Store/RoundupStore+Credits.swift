@@ -24,6 +24,23 @@ extension RoundupStore {
             return try request.fetchAll(db).map(\.credit)
         }
     }
+
+    /// The credits of many openids at once, by openid then template id (the send path reads
+    /// a whole due batch's credits in one query).
+    public func credits(openids: [String]) throws -> [String: [String: Credit]] {
+        var out: [String: [String: Credit]] = [:]
+        try writer.read { db in
+            // SQLite's default limit on bound parameters is 32,766; stay well below it.
+            for chunk in stride(from: 0, to: openids.count, by: 500).map({ Array(openids[$0..<min($0 + 500, openids.count)]) }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for record in try CreditRecord.fetchAll(db, sql: "SELECT * FROM credits WHERE openid IN (\(marks))",
+                                                         arguments: StatementArguments(chunk)) {
+                    out[record.openid, default: [:]][record.template_id] = record.credit
+                }
+            }
+        }
+        return out
+    }
 }
 
 /// A change to one (openid, template) credit row (SPEC §5.10).
@@ -50,13 +67,13 @@ extension RoundupStore {
 
     /// The credit row, if any.
     public func credit(openid: String, templateID: String) throws -> Credit? {
-        try writer.read { db in try CreditRecord.fetchOne(db, key: ["openid": openid, "template_id": templateID])?.credit }
+        try writer.read { db in try CreditRecord.cachedOne(db, sql: "SELECT * FROM credits WHERE openid = ? AND template_id = ?", arguments: [openid, templateID])?.credit }
     }
 
     /// Whether an event key was applied before (without applying it).
     public func wasApplied(eventKey: String) throws -> Bool {
         try writer.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM applied_events WHERE key = ?)", arguments: [eventKey]) ?? false
+            try Bool.cachedOne(db, sql: "SELECT EXISTS (SELECT 1 FROM applied_events WHERE key = ?)", arguments: [eventKey]) ?? false
         }
     }
 }
@@ -64,7 +81,7 @@ extension RoundupStore {
 extension StoreTransaction {
     /// Records an event key; false when it was recorded before.
     public func markApplied(eventKey: String, now: Timestamp) throws -> Bool {
-        try db.execute(sql: "INSERT INTO applied_events (key, applied_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        try db.executeCached(sql: "INSERT INTO applied_events (key, applied_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                        arguments: [eventKey, now.milliseconds])
         return db.changesCount > 0
     }
@@ -73,7 +90,7 @@ extension StoreTransaction {
     public func applyCredit(
         openid: String, templateID: String, change: CreditChange, eventKey: String?, now: Timestamp
     ) throws -> (applied: Bool, credit: Credit) {
-        var record = try CreditRecord.fetchOne(db, key: ["openid": openid, "template_id": templateID])
+        var record = try CreditRecord.cachedOne(db, sql: "SELECT * FROM credits WHERE openid = ? AND template_id = ?", arguments: [openid, templateID])
             ?? CreditRecord(openid: openid, template_id: templateID, count: 0, subscribed: false, updated_at: now.milliseconds)
         if let eventKey, try !markApplied(eventKey: eventKey, now: now) {
             return (false, record.credit)

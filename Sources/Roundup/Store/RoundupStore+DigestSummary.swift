@@ -48,7 +48,7 @@ extension RoundupStore {
     }
 
     static func summaries(_ db: Database, where clause: String, _ args: [any DatabaseValueConvertible], limit: Int? = nil) throws -> [DigestSummary] {
-        let rows = try Row.fetchAll(
+        let rows = try Row.cachedAll(
             db,
             sql: """
                 SELECT d.id, d.im_user_id, u.name, u.openid IS NOT NULL AS bound, d.state, d.reason, d.due_at, d.template_id,
@@ -64,7 +64,7 @@ extension RoundupStore {
             arguments: StatementArguments(args))
         return try rows.map { row in
             let id: Int64 = row["id"]
-            let senders = try String.fetchAll(
+            let senders = try String.cachedAll(
                 db,
                 sql: """
                     SELECT coalesce(u.name, m.sender_name_card, m.sender) FROM messages m
@@ -88,7 +88,7 @@ extension RoundupStore {
     /// Whether Roundup has ever seen this IM user (a binding, a message to them or a digest).
     public func isKnown(user id: String) throws -> Bool {
         try writer.read { db in
-            try Bool.fetchOne(db, sql: """
+            try Bool.cachedOne(db, sql: """
                 SELECT EXISTS (SELECT 1 FROM users WHERE im_user_id = ?) OR EXISTS (SELECT 1 FROM messages WHERE recipient = ?)
                     OR EXISTS (SELECT 1 FROM digests WHERE im_user_id = ?)
                 """, arguments: [id, id, id]) ?? false

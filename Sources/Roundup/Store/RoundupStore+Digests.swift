@@ -58,7 +58,7 @@ extension RoundupStore {
     /// The decision log of a digest, oldest first: (time, kind, detail).
     public func digestLog(_ id: Int64) throws -> [(at: Timestamp, kind: String, detail: String)] {
         try writer.read { db in
-            try Row.fetchAll(db, sql: "SELECT at, kind, detail FROM digest_events WHERE digest_id = ? ORDER BY id", arguments: [id])
+            try Row.cachedAll(db, sql: "SELECT at, kind, detail FROM digest_events WHERE digest_id = ? ORDER BY id", arguments: [id])
                 .map { (Timestamp(milliseconds: $0["at"]), $0["kind"], $0["detail"]) }
         }
     }

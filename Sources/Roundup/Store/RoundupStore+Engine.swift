@@ -41,7 +41,7 @@ extension RoundupStore {
     }
 
     static func dueRows(_ db: Database, where clause: String, _ args: [any DatabaseValueConvertible], limit: Int) throws -> [DueDigest] {
-        try Row.fetchAll(
+        try Row.cachedAll(
             db,
             sql: """
                 SELECT d.id, d.im_user_id, u.openid, u.name, u.profile, d.state, d.reason, d.due_at, d.attempts, d.flush_requested
@@ -61,14 +61,14 @@ extension RoundupStore {
     /// The earliest due time of any open digest.
     public func nextDueAt() throws -> Timestamp? {
         try writer.read { db in
-            try Int64.fetchOne(db, sql: "SELECT min(due_at) FROM digests WHERE state = 'open'").map(Timestamp.init(milliseconds:))
+            try Int64.cachedOne(db, sql: "SELECT min(due_at) FROM digests WHERE state = 'open'").map(Timestamp.init(milliseconds:))
         }
     }
 
     /// The pending messages of a digest with their senders' bound names.
     public func digestMessages(_ id: Int64) throws -> [DigestMessageRow] {
         try writer.read { db in
-            try Row.fetchAll(
+            try Row.cachedAll(
                 db,
                 sql: """
                     SELECT m.id, m.sender, u.name, m.sender_name_card, m.msg_time, coalesce(m.summary, '') AS summary
@@ -86,7 +86,7 @@ extension RoundupStore {
     /// Digests left in `sending` by a crash become `in_doubt` (SPEC §5.9); returns their ids.
     public func recoverInterruptedSends(now: Timestamp) throws -> [Int64] {
         try write { tx in
-            let ids = try Int64.fetchAll(tx.db, sql: "SELECT id FROM digests WHERE state = 'sending'")
+            let ids = try Int64.cachedAll(tx.db, sql: "SELECT id FROM digests WHERE state = 'sending'")
             for id in ids {
                 try tx.moveDigest(id, from: .sending, to: .inDoubt, now: now,
                                   note: "Roundup stopped during the WeChat call; WeChat may have delivered it, so it is not resent")
@@ -99,7 +99,7 @@ extension RoundupStore {
     public func sendPauses() throws -> [String: Timestamp?] {
         try writer.read { db in
             var out: [String: Timestamp?] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT key, until_at FROM send_pauses") {
+            for row in try Row.cachedAll(db, sql: "SELECT key, until_at FROM send_pauses") {
                 // updateValue: assigning a nil `until` through the subscript would drop the key.
                 out.updateValue((row["until_at"] as Int64?).map(Timestamp.init(milliseconds:)), forKey: row["key"])
             }
@@ -110,7 +110,7 @@ extension RoundupStore {
     /// Starts or extends a pause.
     public func setSendPause(_ key: String, until: Timestamp?, reason: String, now: Timestamp) throws {
         try writer.write { db in
-            try db.execute(
+            try db.executeCached(
                 sql: """
                     INSERT INTO send_pauses (key, until_at, reason, since_at) VALUES (?, ?, ?, ?)
                     ON CONFLICT (key) DO UPDATE SET until_at = excluded.until_at, reason = excluded.reason
@@ -122,8 +122,8 @@ extension RoundupStore {
     /// Ends pauses: expired ones, or (after a config change) every template pause.
     public func clearSendPauses(now: Timestamp, templates: Bool) throws {
         try writer.write { db in
-            try db.execute(sql: "DELETE FROM send_pauses WHERE until_at IS NOT NULL AND until_at <= ?", arguments: [now.milliseconds])
-            if templates { try db.execute(sql: "DELETE FROM send_pauses WHERE key LIKE 'template:%'") }
+            try db.executeCached(sql: "DELETE FROM send_pauses WHERE until_at IS NOT NULL AND until_at <= ?", arguments: [now.milliseconds])
+            if templates { try db.executeCached(sql: "DELETE FROM send_pauses WHERE key LIKE 'template:%'") }
         }
     }
 
@@ -132,14 +132,16 @@ extension RoundupStore {
     @discardableResult
     public func purgeText(finishedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
         try writer.write { db in
-            try db.execute(sql: """
-                UPDATE messages SET summary = NULL WHERE summary IS NOT NULL AND status <> 'pending' AND coalesce(status_at, received_at) < ?
+            // Every status change sets status_at, so the partial index messages_text_to_purge
+            // holds exactly the rows this can change.
+            try db.executeCached(sql: """
+                UPDATE messages SET summary = NULL WHERE summary IS NOT NULL AND status <> 'pending' AND status_at < ?
                 """, arguments: [cutoff.milliseconds])
-            try db.execute(sql: """
+            try db.executeCached(sql: """
                 UPDATE digests SET body = NULL WHERE body IS NOT NULL AND finished_at IS NOT NULL AND finished_at < ?
                 """, arguments: [cutoff.milliseconds])
             let purged = db.changesCount
-            try db.execute(sql: "DELETE FROM recall_tombstones WHERE expires_at <= ?", arguments: [now.milliseconds])
+            try db.executeCached(sql: "DELETE FROM recall_tombstones WHERE expires_at <= ?", arguments: [now.milliseconds])
             return purged
         }
     }
@@ -149,7 +151,7 @@ extension StoreTransaction {
     /// `open` → `sending` with the template and body about to be sent (SPEC §5.9: recorded before the call).
     public func markSending(_ id: Int64, template: String, body: String, now: Timestamp) throws -> Bool {
         guard try moveDigest(id, from: .open, to: .sending, now: now, note: "template \(template)") else { return false }
-        try db.execute(
+        try db.executeCached(
             sql: "UPDATE digests SET template_id = ?, body = ?, sending_at = ?, attempts = attempts + 1 WHERE id = ?",
             arguments: [template, body, now.milliseconds, id])
         return true
@@ -157,13 +159,13 @@ extension StoreTransaction {
 
     /// Records the WeChat result fields on a digest.
     public func setResult(_ id: Int64, errcode: String?, errmsg: String?, msgid: String?) throws {
-        try db.execute(sql: "UPDATE digests SET errcode = ?, errmsg = ?, msgid = coalesce(?, msgid) WHERE id = ?",
+        try db.executeCached(sql: "UPDATE digests SET errcode = ?, errmsg = ?, msgid = coalesce(?, msgid) WHERE id = ?",
                        arguments: [errcode, errmsg, msgid, id])
     }
 
     /// Sets an open digest's due time and clears any flush request.
     public func setDue(_ id: Int64, _ due: Timestamp, now: Timestamp) throws {
-        try db.execute(sql: "UPDATE digests SET due_at = ?, flush_requested = 0, updated_at = ? WHERE id = ?",
+        try db.executeCached(sql: "UPDATE digests SET due_at = ?, flush_requested = 0, updated_at = ? WHERE id = ?",
                        arguments: [due.milliseconds, now.milliseconds, id])
     }
 
@@ -174,7 +176,7 @@ extension StoreTransaction {
 
     /// The newest sent event for an openid and template in a time range (settling in-doubt sends).
     public func sentEvent(openid: String, templateID: String, createdBetween from: Int64, and to: Int64) throws -> (msgid: String, errorCode: Int64)? {
-        try Row.fetchOne(
+        try Row.cachedOne(
             db,
             sql: """
                 SELECT msgid, error_code FROM wechat_sent_events WHERE openid = ? AND template_id = ? AND create_time BETWEEN ? AND ?
@@ -186,7 +188,7 @@ extension StoreTransaction {
 
     /// In-doubt digests of the user bound to `openid` with this template, attempted in a time range.
     public func inDoubtDigests(openid: String, templateID: String, sendingBetween from: Timestamp, and to: Timestamp) throws -> [Int64] {
-        try Int64.fetchAll(
+        try Int64.cachedAll(
             db,
             sql: """
                 SELECT d.id FROM digests d JOIN users u ON u.im_user_id = d.im_user_id
@@ -196,21 +198,36 @@ extension StoreTransaction {
             arguments: [openid, templateID, from.milliseconds, to.milliseconds])
     }
 
-    /// Active digests with their oldest pending message's receipt (for retention).
-    public func activeDigestsWithOldest() throws -> [(id: Int64, user: String, state: DigestState, oldest: Timestamp)] {
-        try Row.fetchAll(
+    /// Active digests holding a pending message received before `cutoff`, with their oldest
+    /// pending message's receipt (for retention). Visits only the old pending messages.
+    public func activeDigests(withPendingBefore cutoff: Timestamp) throws -> [(id: Int64, user: String, state: DigestState, oldest: Timestamp)] {
+        try Row.cachedAll(
             db,
             sql: """
-                SELECT d.id, d.im_user_id, d.state, min(m.received_at) AS oldest FROM digests d
-                JOIN messages m ON m.digest_id = d.id AND m.status = 'pending'
-                WHERE d.state IN ('open', 'held') GROUP BY d.id
-                """
+                SELECT d.id, d.im_user_id, d.state, min(m.received_at) AS oldest
+                FROM messages m INDEXED BY messages_pending_by_received JOIN digests d ON d.id = m.digest_id
+                WHERE m.status = 'pending' AND m.received_at < ? AND d.state IN ('open', 'held') GROUP BY d.id
+                """,
+            arguments: [cutoff.milliseconds]
         ).map { ($0["id"], $0["im_user_id"], DigestState(rawValue: $0["state"]) ?? .open, Timestamp(milliseconds: $0["oldest"])) }
+    }
+
+    /// Unjoined messages (kept while their recipient was online) received before `cutoff` are
+    /// dropped: the recipient never went offline to need them. Returns how many.
+    @discardableResult
+    public func dropUnjoined(receivedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
+        try db.executeCached(
+            sql: """
+                UPDATE messages INDEXED BY messages_pending_by_received SET status = 'dropped', status_at = ?
+                WHERE status = 'pending' AND received_at < ? AND digest_id IS NULL
+                """,
+            arguments: [now.milliseconds, cutoff.milliseconds])
+        return db.changesCount
     }
 
     /// Marks a digest's pending messages received before `cutoff` as expired; returns how many.
     public func expireMessages(ofDigest id: Int64, receivedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
-        try db.execute(
+        try db.executeCached(
             sql: "UPDATE messages SET status = 'expired', status_at = ? WHERE digest_id = ? AND status = 'pending' AND received_at < ?",
             arguments: [now.milliseconds, id, cutoff.milliseconds])
         return db.changesCount
@@ -221,7 +238,7 @@ extension RoundupStore {
     /// The cached WeChat access token and its expiry, if any (SPEC §5.11).
     public func cachedAccessToken() throws -> (token: String, expiresAt: Timestamp)? {
         try writer.read { db in
-            try Row.fetchOne(db, sql: "SELECT token, expires_at FROM access_token WHERE id = 1")
+            try Row.cachedOne(db, sql: "SELECT token, expires_at FROM access_token WHERE id = 1")
                 .map { ($0["token"], Timestamp(milliseconds: $0["expires_at"])) }
         }
     }
@@ -229,7 +246,7 @@ extension RoundupStore {
     /// Stores the access token (one row).
     public func saveAccessToken(_ token: String, expiresAt: Timestamp, now: Timestamp) throws {
         try writer.write { db in
-            try db.execute(
+            try db.executeCached(
                 sql: """
                     INSERT INTO access_token (id, token, expires_at, fetched_at) VALUES (1, ?, ?, ?)
                     ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at, fetched_at = excluded.fetched_at
@@ -255,7 +272,7 @@ public struct OpenDigestTiming: Sendable, Equatable {
 extension StoreTransaction {
     /// Every open digest (or one user's) with its timing facts.
     public func openDigestTimings(user: String? = nil) throws -> [OpenDigestTiming] {
-        try Row.fetchAll(
+        try Row.cachedAll(
             db,
             sql: """
                 SELECT d.id, d.im_user_id, u.profile, d.window_start_at, d.last_message_at, d.due_at, d.urgent, d.flush_requested,

@@ -30,7 +30,7 @@ extension RoundupStore {
     @discardableResult
     public func storeMessage(_ m: NewMessage, digest: Int64? = nil) throws -> Bool {
         try writer.write { db in
-            try db.execute(
+            try db.executeCached(
                 sql: """
                     INSERT INTO messages (msg_key, recipient, sender, msg_time, received_at, summary, urgent, digest_id)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (msg_key) DO NOTHING
@@ -43,14 +43,14 @@ extension RoundupStore {
     /// How many message rows are stored for a `MsgKey` (0 or 1).
     public func messageCount(msgKey: String) throws -> Int {
         try writer.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages WHERE msg_key = ?", arguments: [msgKey]) ?? 0
+            try Int.cachedOne(db, sql: "SELECT COUNT(*) FROM messages WHERE msg_key = ?", arguments: [msgKey]) ?? 0
         }
     }
 
     /// Pending messages of a digest.
     public func messageCount(digest: Int64) throws -> Int {
         try writer.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages WHERE digest_id = ?", arguments: [digest]) ?? 0
+            try Int.cachedOne(db, sql: "SELECT COUNT(*) FROM messages WHERE digest_id = ?", arguments: [digest]) ?? 0
         }
     }
 }

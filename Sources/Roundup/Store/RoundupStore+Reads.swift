@@ -31,7 +31,7 @@ extension RoundupStore {
     /// Messages kept for a recipient, oldest first.
     public func messages(recipient: String) throws -> [StoredMessage] {
         try writer.read { db in
-            try Row.fetchAll(
+            try Row.cachedAll(
                 db,
                 sql: """
                     SELECT id, msg_key, group_message_id, recipient, sender, msg_time, received_at, status, digest_id, urgent,
@@ -51,7 +51,7 @@ extension RoundupStore {
     /// The number of stored rows for a group message key (0 or 1) and its fan-out state.
     public func groupMessage(groupID: String, msgSeq: Int64) throws -> (id: Int64, fanoutState: String)? {
         try writer.read { db in
-            try Row.fetchOne(
+            try Row.cachedOne(
                 db, sql: "SELECT id, fanout_state FROM group_messages WHERE group_id = ? AND msg_seq = ?", arguments: [groupID, msgSeq]
             ).map { ($0["id"], $0["fanout_state"]) }
         }

@@ -41,7 +41,7 @@ public struct RosterImportResult: Sendable, Equatable {
 extension RoundupStore {
     /// The user, or nil when Roundup has never seen them.
     public func user(_ imUserID: String) throws -> User? {
-        try writer.read { db in try UserRecord.fetchOne(db, key: imUserID)?.user }
+        try writer.read { db in try UserRecord.cachedOne(db, sql: "SELECT * FROM users WHERE im_user_id = ?", arguments: [imUserID])?.user }
     }
 
     /// The user bound to an openid, if any.
@@ -67,7 +67,7 @@ extension RoundupStore {
     @discardableResult
     public func unbindUser(_ imUserID: String, now: Timestamp) throws -> User? {
         try writer.write { db in
-            guard try UserRecord.fetchOne(db, key: imUserID) != nil else { return nil }
+            guard try UserRecord.cachedOne(db, sql: "SELECT * FROM users WHERE im_user_id = ?", arguments: [imUserID]) != nil else { return nil }
             return try Self.updateUser(db, imUserID, UserUpdate(openid: .clear), now: now)
         }
     }
@@ -79,12 +79,12 @@ extension RoundupStore {
             var result = RosterImportResult(created: 0, updated: 0, unchanged: 0)
             var existing: [String: UserRecord] = [:]
             for e in entries {
-                existing[e.imUserID] = try UserRecord.fetchOne(db, key: e.imUserID)
+                existing[e.imUserID] = try UserRecord.cachedOne(db, sql: "SELECT * FROM users WHERE im_user_id = ?", arguments: [e.imUserID])
             }
             // Release openids that move, so that a swap inside one roster does not collide.
             for e in entries {
                 if let old = existing[e.imUserID], old.openid != nil, old.openid != e.openid {
-                    try db.execute(sql: "UPDATE users SET openid = NULL WHERE im_user_id = ?", arguments: [e.imUserID])
+                    try db.executeCached(sql: "UPDATE users SET openid = NULL WHERE im_user_id = ?", arguments: [e.imUserID])
                 }
             }
             for e in entries {
@@ -114,7 +114,7 @@ extension RoundupStore {
     }
 
     static func updateUser(_ db: Database, _ imUserID: String, _ update: UserUpdate, now: Timestamp) throws -> User {
-        var record = try UserRecord.fetchOne(db, key: imUserID)
+        var record = try UserRecord.cachedOne(db, sql: "SELECT * FROM users WHERE im_user_id = ?", arguments: [imUserID])
             ?? UserRecord(im_user_id: imUserID, created_at: now.milliseconds, updated_at: now.milliseconds)
         let newOpenid = update.openid.applied(to: record.openid)
         if let newOpenid, newOpenid != record.openid,

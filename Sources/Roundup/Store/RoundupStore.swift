@@ -23,6 +23,8 @@ public final class RoundupStore: Sendable {
     }
 
     /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
+    /// A file SQLite finds damaged or not a database is refused with what `PRAGMA quick_check`
+    /// says and how to restore it; a sound file is never scanned (no full check on start).
     public static func open(
         path: String, synchronous: StorageSettings.Synchronous = .normal, busyTimeout: Double = 5
     ) throws(StoreError) -> RoundupStore {
@@ -40,6 +42,10 @@ public final class RoundupStore: Sendable {
             try Schema.migrator.migrate(pool)
             return RoundupStore(writer: pool, path: path)
         } catch {
+            if RoundupStore.isDamage(error) {
+                throw .cannotOpen(path: path, reason: RoundupStore.damageReport(
+                    path: path, RoundupStore.quickCheck(path: path, busyTimeout: busyTimeout), cause: RoundupStore.explain(error)))
+            }
             throw .cannotOpen(path: path, reason: RoundupStore.explain(error))
         }
     }

@@ -7,6 +7,7 @@ enum Schema {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-initial", migrate: createInitialSchema)
+        migrator.registerMigration("v2-housekeeping-indexes", migrate: addHousekeepingIndexes)
         return migrator
     }
 
@@ -19,6 +20,19 @@ enum Schema {
         OR (OLD.state = 'dead' AND NEW.state IN ('open','cancelled'))
         OR (OLD.state = 'in_doubt' AND NEW.state IN ('sent','open','cancelled'))
         """
+
+    /// Housekeeping runs every minute beside ingest, in a write transaction: these partial
+    /// indexes let it visit only the rows it changes instead of scanning every message.
+    private static func addHousekeepingIndexes(_ db: Database) throws {
+        try db.execute(sql: """
+            -- Retention: pending messages by receipt time.
+            CREATE INDEX messages_pending_by_received ON messages(received_at) WHERE status = 'pending';
+            -- The text_retention purge: finished messages whose text is still there.
+            CREATE INDEX messages_text_to_purge ON messages(status_at) WHERE summary IS NOT NULL AND status <> 'pending';
+            -- The text_retention purge: finished digests whose rendered body is still there.
+            CREATE INDEX digests_body_to_purge ON digests(finished_at) WHERE body IS NOT NULL AND finished_at IS NOT NULL;
+            """)
+    }
 
     private static func createInitialSchema(_ db: Database) throws {
         try db.execute(sql: """

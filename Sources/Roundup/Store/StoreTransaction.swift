@@ -34,7 +34,7 @@ public struct StoreTransaction {
 
     /// The user, or nil.
     public func user(_ id: String) throws -> User? {
-        try UserRecord.fetchOne(db, key: id)?.user
+        try UserRecord.cachedOne(db, sql: "SELECT * FROM users WHERE im_user_id = ?", arguments: [id])?.user
     }
 
     // MARK: messages
@@ -43,14 +43,14 @@ public struct StoreTransaction {
     public func insertMessage(_ m: NewMessage, senderNameCard: String? = nil, groupMessageID: Int64? = nil) throws -> Int64? {
         if let groupMessageID {
             // Group copies are keyed by (group message, recipient); they carry no MsgKey.
-            try db.execute(
+            try db.executeCached(
                 sql: """
                     INSERT INTO messages (group_message_id, recipient, sender, sender_name_card, msg_time, received_at, summary, urgent)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
                     """,
                 arguments: [groupMessageID, m.recipient, m.sender, senderNameCard, m.msgTime, m.receivedAt.milliseconds, m.summary, m.urgent])
         } else {
-            try db.execute(
+            try db.executeCached(
                 sql: """
                     INSERT INTO messages (msg_key, recipient, sender, sender_name_card, msg_time, received_at, summary, urgent)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
@@ -62,12 +62,12 @@ public struct StoreTransaction {
 
     /// Whether a row with this `MsgKey` exists (any status).
     public func messageExists(msgKey: String) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM messages WHERE msg_key = ?)", arguments: [msgKey]) ?? false
+        try Bool.cachedOne(db, sql: "SELECT EXISTS (SELECT 1 FROM messages WHERE msg_key = ?)", arguments: [msgKey]) ?? false
     }
 
     /// The C2C message with this key and recipient.
     public func message(msgKey: String, recipient: String) throws -> PendingMessageRef? {
-        try Row.fetchOne(
+        try Row.cachedOne(
             db, sql: "SELECT id, recipient, digest_id, received_at, status FROM messages WHERE msg_key = ? AND recipient = ?",
             arguments: [msgKey, recipient]
         ).map(Self.ref)
@@ -75,7 +75,7 @@ public struct StoreTransaction {
 
     /// Pending messages of a recipient not joined to any digest, oldest first.
     public func unjoinedMessages(recipient: String) throws -> [PendingMessageRef] {
-        try Row.fetchAll(
+        try Row.cachedAll(
             db,
             sql: """
                 SELECT id, recipient, digest_id, received_at, status FROM messages
@@ -87,7 +87,7 @@ public struct StoreTransaction {
 
     /// Pending C2C messages from `sender` to `recipient` sent at or before `msgTime` (a read report).
     public func pendingC2CMessages(recipient: String, sender: String, upToMsgTime msgTime: Int64) throws -> [PendingMessageRef] {
-        try Row.fetchAll(
+        try Row.cachedAll(
             db,
             sql: """
                 SELECT id, recipient, digest_id, received_at, status FROM messages
@@ -100,7 +100,7 @@ public struct StoreTransaction {
     /// Moves messages into a digest.
     public func join(messages ids: [Int64], to digest: Int64) throws {
         for id in ids {
-            try db.execute(sql: "UPDATE messages SET digest_id = ? WHERE id = ?", arguments: [digest, id])
+            try db.executeCached(sql: "UPDATE messages SET digest_id = ? WHERE id = ?", arguments: [digest, id])
         }
     }
 
@@ -111,18 +111,18 @@ public struct StoreTransaction {
             ? "UPDATE messages SET status = ?, status_at = ?, summary = NULL WHERE id = ?"
             : "UPDATE messages SET status = ?, status_at = ? WHERE id = ?"
         for id in ids {
-            try db.execute(sql: sql, arguments: [status, at.milliseconds, id])
+            try db.executeCached(sql: sql, arguments: [status, at.milliseconds, id])
         }
     }
 
     /// Erases a message's text (a recall after its digest was sent).
     public func eraseText(messageID: Int64) throws {
-        try db.execute(sql: "UPDATE messages SET summary = NULL WHERE id = ?", arguments: [messageID])
+        try db.executeCached(sql: "UPDATE messages SET summary = NULL WHERE id = ?", arguments: [messageID])
     }
 
     /// Marks every pending message of a digest with a final status.
     public func setStatus(ofDigest digest: Int64, to status: String, at: Timestamp) throws {
-        try db.execute(
+        try db.executeCached(
             sql: "UPDATE messages SET status = ?, status_at = ? WHERE digest_id = ? AND status = 'pending'",
             arguments: [status, at.milliseconds, digest])
     }
@@ -131,11 +131,11 @@ public struct StoreTransaction {
 
     /// The newest `LastReadTime` applied for a (reader, peer) pair.
     public func readMark(recipient: String, peer: String) throws -> Int64? {
-        try Int64.fetchOne(db, sql: "SELECT last_read_time FROM read_marks WHERE recipient = ? AND peer = ?", arguments: [recipient, peer])
+        try Int64.cachedOne(db, sql: "SELECT last_read_time FROM read_marks WHERE recipient = ? AND peer = ?", arguments: [recipient, peer])
     }
 
     public func setReadMark(recipient: String, peer: String, lastReadTime: Int64) throws {
-        try db.execute(
+        try db.executeCached(
             sql: """
                 INSERT INTO read_marks (recipient, peer, last_read_time) VALUES (?, ?, ?)
                 ON CONFLICT (recipient, peer) DO UPDATE SET last_read_time = excluded.last_read_time
@@ -145,13 +145,13 @@ public struct StoreTransaction {
 
     /// Whether a live recall tombstone exists for the key.
     public func isTombstoned(msgKey: String, now: Timestamp) throws -> Bool {
-        try Bool.fetchOne(
+        try Bool.cachedOne(
             db, sql: "SELECT EXISTS (SELECT 1 FROM recall_tombstones WHERE msg_key = ? AND expires_at > ?)",
             arguments: [msgKey, now.milliseconds]) ?? false
     }
 
     public func addTombstone(msgKey: String, to: String, expiresAt: Timestamp) throws {
-        try db.execute(
+        try db.executeCached(
             sql: """
                 INSERT INTO recall_tombstones (msg_key, to_account, expires_at) VALUES (?, ?, ?)
                 ON CONFLICT (msg_key) DO UPDATE SET expires_at = excluded.expires_at
@@ -163,7 +163,7 @@ public struct StoreTransaction {
 
     /// The user's open or held digest with its pending message count.
     public func activeDigest(for user: String) throws -> ActiveDigest? {
-        guard let row = try Row.fetchOne(
+        guard let row = try Row.cachedOne(
             db,
             sql: """
                 SELECT id, state, reason, window_start_at, last_message_at, due_at, urgent, flush_requested,
@@ -183,7 +183,7 @@ public struct StoreTransaction {
 
     /// When the user's last `sent` or `dry_run` digest finished (for `min_interval`).
     public func lastSentAt(user: String) throws -> Timestamp? {
-        try Int64.fetchOne(
+        try Int64.cachedOne(
             db, sql: "SELECT max(finished_at) FROM digests WHERE im_user_id = ? AND state IN ('sent', 'dry_run')",
             arguments: [user]
         ).map(Timestamp.init(milliseconds:))
@@ -191,18 +191,18 @@ public struct StoreTransaction {
 
     /// A digest's current state.
     public func digestState(_ id: Int64) throws -> DigestState? {
-        try String.fetchOne(db, sql: "SELECT state FROM digests WHERE id = ?", arguments: [id]).flatMap(DigestState.init(rawValue:))
+        try String.cachedOne(db, sql: "SELECT state FROM digests WHERE id = ?", arguments: [id]).flatMap(DigestState.init(rawValue:))
     }
 
     /// Pending messages left in a digest.
     public func pendingCount(digest: Int64) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages WHERE digest_id = ? AND status = 'pending'", arguments: [digest]) ?? 0
+        try Int.cachedOne(db, sql: "SELECT COUNT(*) FROM messages WHERE digest_id = ? AND status = 'pending'", arguments: [digest]) ?? 0
     }
 
     /// Creates an open digest (the schema refuses a second active one for the user).
     public func openDigest(for user: String, windowStart: Timestamp, dueAt: Timestamp, now: Timestamp, note: String) throws -> Int64 {
         do {
-            try db.execute(
+            try db.executeCached(
                 sql: """
                     INSERT INTO digests (im_user_id, state, opened_at, window_start_at, due_at, updated_at)
                     VALUES (?, 'open', ?, ?, ?, ?)
@@ -218,7 +218,7 @@ public struct StoreTransaction {
 
     /// Records a new last message, the urgency flag and (for open digests) a new due time.
     public func updateDigestTiming(_ id: Int64, lastMessageAt: Timestamp?, dueAt: Timestamp?, urgent: Bool, now: Timestamp) throws {
-        try db.execute(
+        try db.executeCached(
             sql: """
                 UPDATE digests SET last_message_at = coalesce(?, last_message_at),
                     due_at = CASE WHEN state = 'open' THEN coalesce(?, due_at) ELSE due_at END,
@@ -238,7 +238,7 @@ public struct StoreTransaction {
             throw StoreError.invalidReason(state: to, reason: reason)
         }
         do {
-            try db.execute(
+            try db.executeCached(
                 sql: """
                     UPDATE digests SET state = ?, reason = ?, updated_at = ?,
                         held_since = CASE WHEN ? = 'held' THEN coalesce(held_since, ?) ELSE NULL END,
@@ -258,7 +258,7 @@ public struct StoreTransaction {
 
     /// Appends to a digest's decision log.
     public func appendEvent(digest: Int64, at: Timestamp, kind: String, detail: String) throws {
-        try db.execute(
+        try db.executeCached(
             sql: "INSERT INTO digest_events (digest_id, at, kind, detail) VALUES (?, ?, ?, ?)",
             arguments: [digest, at.milliseconds, kind, detail])
     }
@@ -267,7 +267,7 @@ public struct StoreTransaction {
 
     /// Stores a group message once per GroupId+MsgSeq; returns its row id, or nil for a duplicate.
     public func insertGroupMessage(_ g: NewGroupMessage) throws -> Int64? {
-        try db.execute(
+        try db.executeCached(
             sql: """
                 INSERT INTO group_messages (group_id, msg_seq, group_type, sender, msg_time, received_at, summary, at_all, mentions, urgent)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, msg_seq) DO NOTHING
@@ -279,7 +279,7 @@ public struct StoreTransaction {
 
     /// Records that a group message's fan-out finished.
     public func finishFanout(_ id: Int64, state: String, at: Timestamp) throws {
-        try db.execute(
+        try db.executeCached(
             sql: "UPDATE group_messages SET fanout_state = ?, fanout_done_at = ? WHERE id = ?",
             arguments: [state, at.milliseconds, id])
     }
@@ -352,7 +352,7 @@ extension RoundupStore {
     /// Group messages whose fan-out has not finished, oldest first (survives restarts).
     public func pendingGroupMessages(limit: Int = 100) throws -> [PendingGroupMessage] {
         try writer.read { db in
-            try Row.fetchAll(
+            try Row.cachedAll(
                 db,
                 sql: """
                     SELECT id, group_id, msg_seq, sender, msg_time, received_at, summary, at_all, mentions, urgent

@@ -130,6 +130,9 @@ enum PushDocument {
     /// resolving external entities.
     static func parseXML(_ body: Data) throws(WeChatPushError) -> PushValue {
         try refuseDoctype(body)
+        // FoundationXML traps on an element name that is not UTF-8 (`<\xC3/x>`), and a safe-mode
+        // body is parsed before its signature can be checked: refuse such bytes before the parser.
+        guard String(validating: body, as: UTF8.self) != nil else { throw .malformed("the XML body is not UTF-8") }
         let builder = XMLTreeBuilder()
         let parser = XMLParser(data: body)
         parser.shouldResolveExternalEntities = false
@@ -137,12 +140,14 @@ enum PushDocument {
         parser.delegate = builder
         let ok = parser.parse()
         if builder.sawDTD { throw .doctypeRefused }
+        if builder.tooDeep { throw .malformed("the XML body nests more than \(XMLTreeBuilder.maximumDepth) elements deep") }
         guard ok, let root = builder.root else { throw .malformed("invalid XML") }
         return root
     }
 
     /// Walks the prolog (XML declaration, processing instructions, comments, blanks) up to the root
-    /// element and refuses any `<!DOCTYPE`, in any letter case.
+    /// element and refuses any `<!DOCTYPE`, in any letter case, or any other encoding than UTF-8;
+    /// then refuses any markup declaration in the rest of the body.
     static func refuseDoctype(_ body: Data) throws(WeChatPushError) {
         let bytes = Array(body)
         var index = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
@@ -155,7 +160,7 @@ enum PushDocument {
             let t = Array(terminator.utf8)
             var i = position
             while i + t.count <= bytes.count {
-                if Array(bytes[i..<i + t.count]) == t { return i + t.count }
+                if bytes[i..<i + t.count].elementsEqual(t) { return i + t.count }
                 i += 1
             }
             return nil
@@ -181,16 +186,40 @@ enum PushDocument {
             } else if hasPrefix("<!", at: index) {
                 throw .malformed("unexpected markup before the root element")
             } else {
-                return  // The root element starts here (or garbage the parser will reject).
+                break  // The root element starts here (or garbage the parser will reject).
+            }
+        }
+        // libxml2 tolerates some markup after the root (an unterminated `<!DOCTYPE` there parsed as
+        // a success in the hostile-input tests), so no declaration may appear anywhere outside
+        // comments, CDATA sections and processing instructions.
+        while index < bytes.count {
+            if bytes[index] != UInt8(ascii: "<") {
+                index += 1
+            } else if hasPrefix("<!--", at: index) {
+                index = skip(past: "-->", from: index + 4) ?? bytes.count
+            } else if hasPrefix("<![CDATA[", at: index) {
+                index = skip(past: "]]>", from: index + 9) ?? bytes.count
+            } else if hasPrefix("<?", at: index) {
+                index = skip(past: "?>", from: index + 2) ?? bytes.count
+            } else if ["<!doctype", "<!entity", "<!element", "<!attlist", "<!notation"].contains(where: { hasPrefix($0, at: index) }) {
+                throw .doctypeRefused
+            } else {
+                index += 1
             }
         }
     }
 
-    /// The `encoding="…"` pseudo-attribute of an XML declaration, if any.
+    /// The `encoding="…"` pseudo-attribute of an XML declaration, if any. XML allows any of its
+    /// blanks (newlines too) around the `=`; skipping only spaces and tabs once let
+    /// `encoding\n="UTF-7"` through, and libxml2 then read a UTF-7 DOCTYPE (hostile-input tests).
+    /// A declaration that names an encoding this cannot read is answered with one that is refused.
     private static func declaredEncoding(_ declaration: String) -> String? {
         guard let range = declaration.range(of: "encoding") else { return nil }
-        var rest = declaration[range.upperBound...].drop { $0 == " " || $0 == "=" || $0 == "\t" }
-        guard let quote = rest.first, quote == "\"" || quote == "'" else { return nil }
+        let blanks: Set<Character> = [" ", "\t", "\n", "\r", "\r\n"]
+        var rest = declaration[range.upperBound...].drop { blanks.contains($0) }
+        guard rest.first == "=" else { return "(unreadable)" }
+        rest = rest.dropFirst().drop { blanks.contains($0) }
+        guard let quote = rest.first, quote == "\"" || quote == "'" else { return "(unreadable)" }
         rest = rest.dropFirst()
         return String(rest.prefix { $0 != quote })
     }
@@ -209,14 +238,24 @@ private final class XMLTreeBuilder: NSObject, XMLParserDelegate {
         var text = ""
     }
 
+    /// Pushes nest four elements deep; a limit keeps a hostile body from building a tree so deep
+    /// that releasing it overflows the stack (libxml2 sets no depth limit here).
+    static let maximumDepth = 64
+
     private var stack: [Frame] = []
     var root: PushValue?
     var sawDTD = false
+    var tooDeep = false
 
     func parser(
         _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName: String?,
         attributes: [String: String] = [:]
     ) {
+        guard stack.count < Self.maximumDepth else {
+            tooDeep = true
+            parser.abortParsing()
+            return
+        }
         stack.append(Frame(name: elementName))
     }
 

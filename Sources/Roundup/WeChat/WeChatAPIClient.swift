@@ -15,10 +15,23 @@ public struct WeChatAPIClient: WeChatAPI {
     public let timeout: Duration
     private let httpClient: HTTPClient
 
+    /// One client for the process, sized for `digest.send_concurrency` (at most 1,000): the
+    /// default `HTTPClient.shared` keeps at most 8 connections per host, which would cap sends in
+    /// flight at 8 whatever the config says. WeChat's API never redirects; a redirect is refused.
+    public static let sharedHTTPClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration(
+            certificateVerification: .fullVerification, redirectConfiguration: .disallow,
+            timeout: .init(connect: .seconds(10), read: .seconds(30)), proxy: nil, ignoreUncleanSSLShutdown: false,
+            decompression: .disabled)
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1000)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     /// Largest response body read; WeChat's answers are a few hundred bytes.
     static let maxResponseBytes = 64 * 1024
 
-    public init(baseURL: String = "https://api.weixin.qq.com", timeout: Duration = .seconds(10), httpClient: HTTPClient = .shared) {
+    public init(baseURL: String = "https://api.weixin.qq.com", timeout: Duration = .seconds(10),
+                httpClient: HTTPClient = WeChatAPIClient.sharedHTTPClient) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base

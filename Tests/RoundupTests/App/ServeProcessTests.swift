@@ -101,65 +101,158 @@ struct ConfigReloadTests {
 import FoundationNetworking
 #endif
 
+/// SPEC §3, §5.13 and issue 8: no secret, access token, UserSig or message text in a full run's
+/// output (trace level), its error bodies, `config check` or `/metrics`.
 @Suite("Secrets stay out of logs", .serialized)
 struct SecretsInLogsTests {
-    @Test("a serve run at trace level logs no secret, no access token and no message text, and /metrics shows none")
+    static let template = "SECRET_TEST_TEMPLATE"
+    static let text = "PRIVATE-TEXT-XYZ"
+    static let callbackToken = "cbtoken-SECRET-1"
+    static let adminToken = "admin-SECRET-2"
+    static let appSecret = "appsecret-SECRET-3"
+    static let imSecret = "imkey-SECRET-4"
+    static let pushToken = "pushtokenSECRET5"
+    /// 43 letters and digits, as the console makes them.
+    static let aesKey = "aeskeySECRET6" + "abcdefghijklmnopqrstuvwxyz0123456789".prefix(30)
+
+    /// One HTTP exchange with the running service: status and body text.
+    static func call(
+        _ method: String, _ url: String, body: String? = nil, bearer: String? = nil, json: Bool = true
+    ) async throws -> (status: Int, body: String) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        request.timeoutInterval = 10
+        if let body { request.httpBody = Data(body.utf8) }
+        if json { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+        if let bearer { request.setValue("Bearer \(bearer)", forHTTPHeaderField: "Authorization") }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test("a full serve run at trace level (token fetched, encrypted push, digest sent) leaks no secret, access token, UserSig or message text to its output, error bodies, config check or /metrics")
     func noSecrets() async throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let secrets = [
-            "ROUNDUP_IM_CALLBACK_TOKEN": "cbtoken-SECRET-1", "ROUNDUP_SERVER_ADMIN_TOKEN": "admin-SECRET-2",
-            "ROUNDUP_WECHAT_APP_SECRET": "appsecret-SECRET-3", "ROUNDUP_IM_SECRET_KEY": "imkey-SECRET-4",
-            "ROUNDUP_WECHAT_PUSH_TOKEN": "pushtokenSECRET5", "ROUNDUP_WECHAT_ENCODING_AES_KEY": String(repeating: "S", count: 43),
-        ]
-        let log = dir.appendingPathComponent("serve.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let process = Process()
-        process.executableURL = TestSupport.roundupBinary
-        process.arguments = ["serve", "--log-level", "trace"]
-        process.currentDirectoryURL = dir
-        var env = ["PATH": "/usr/bin:/bin", "HOME": dir.path, "ROUNDUP_SERVER_PORT": "0", "ROUNDUP_IM_SDK_APP_ID": "1400000000",
-                   "ROUNDUP_WECHAT_APP_ID": "wx_fake", "ROUNDUP_WECHAT_API_BASE_URL": "http://127.0.0.1:1"]
-        env.merge(secrets) { a, _ in a }
-        process.environment = env
-        process.standardOutput = try FileHandle(forWritingTo: log)
-        process.standardError = try FileHandle(forWritingTo: log)
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
+        let wechat = FakeWeChatServer(appID: "wx_secret_test", secret: Self.appSecret)
+        let im = FakeIMServer(secretKey: Self.imSecret)
+        try await wechat.withRunning { wechatBase in
+            try await im.withRunning { imBase in
+                // Secrets and endpoints come from the environment, the template list from the file.
+                let configFile = dir.appendingPathComponent("roundup.yaml")
+                try """
+                    server:
+                      port: 0
+                    storage:
+                      path: "\(dir.appendingPathComponent("roundup.sqlite").path)"
+                    templates:
+                      - id: \(Self.template)
+                        fields:
+                          thing1: "{{first_sender}}等{{sender_count}}人"
+                          thing3: { value: "{{preview}}", fallback: "您有新消息" }
+                    digest:
+                      window: 10m
 
-        var port: Int?
-        for _ in 0..<600 where port == nil {
-            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            if let range = text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                port = Int(text[range].split(separator: ":").last ?? "")
+                    """.write(to: configFile, atomically: true, encoding: .utf8)
+                let secrets = [
+                    "ROUNDUP_IM_CALLBACK_TOKEN": Self.callbackToken, "ROUNDUP_SERVER_ADMIN_TOKEN": Self.adminToken,
+                    "ROUNDUP_WECHAT_APP_SECRET": Self.appSecret, "ROUNDUP_IM_SECRET_KEY": Self.imSecret,
+                    "ROUNDUP_WECHAT_PUSH_TOKEN": Self.pushToken, "ROUNDUP_WECHAT_ENCODING_AES_KEY": Self.aesKey,
+                ]
+                var env = ["ROUNDUP_IM_SDK_APP_ID": String(im.sdkAppID), "ROUNDUP_WECHAT_APP_ID": wechat.appID,
+                           "ROUNDUP_WECHAT_API_BASE_URL": wechatBase, "ROUNDUP_IM_API_BASE_URL": imBase]
+                env.merge(secrets) { a, _ in a }
+
+                let log = dir.appendingPathComponent("serve.log")
+                _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+                let process = Process()
+                process.executableURL = TestSupport.roundupBinary
+                process.arguments = ["serve", "--config", configFile.path, "--log-level", "trace"]
+                process.currentDirectoryURL = dir
+                process.environment = ["PATH": "/usr/bin:/bin", "HOME": dir.path].merging(env) { a, _ in a }
+                let handle = try FileHandle(forWritingTo: log)
+                process.standardOutput = handle
+                process.standardError = handle
+                process.standardInput = FileHandle.nullDevice
+                try process.run()
+                defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+
+                var port: Int?
+                let deadline = Date().addingTimeInterval(60)
+                while port == nil, Date() < deadline, process.isRunning {
+                    let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                    if let range = text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                        port = Int(text[range].split(separator: ":").last ?? "")
+                    }
+                    if port == nil { try await Task.sleep(for: .milliseconds(25)) }
+                }
+                let base = "http://127.0.0.1:\(try #require(port))"
+                var answers: [String] = []
+
+                // A message in, a binding, a credit from an encrypted (safe-mode) popup push, a flush.
+                let t = String(Int64(Date().timeIntervalSince1970))
+                let sign = IMCallbackSignature.sign(token: Self.callbackToken, requestTime: t)
+                let imQuery = "SdkAppid=\(im.sdkAppID)&CallbackCommand=C2C.CallbackAfterSendMsg&OptPlatform=Web"
+                let message = #"{"From_Account":"t","To_Account":"p","MsgKey":"k1","MsgTime":\#(t),"SendMsgResult":0,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"\#(Self.text)"}}]}"#
+                let callback = try await Self.call("POST", "\(base)/im/callback?\(imQuery)&Sign=\(sign)&RequestTime=\(t)", body: message)
+                #expect(callback.status == 200)
+                #expect(callback.body.contains(#""ActionStatus":"OK""#))
+                let bind = try await Self.call("PUT", "\(base)/admin/users/p", body: #"{"openid":"oP_secret_test"}"#, bearer: Self.adminToken)
+                #expect(bind.status == 200)
+                let popup = #"{"ToUserName":"gh_secret","FromUserName":"oP_secret_test","CreateTime":\#(t),"MsgType":"event","Event":"subscribe_msg_popup_event","List":{"PopupScene":"0","SubscribeStatusString":"accept","TemplateId":"\#(Self.template)"}}"#
+                let encrypted = try PushCrypto(encodingAESKey: Self.aesKey, appID: wechat.appID).encrypt(Data(popup.utf8))
+                let nonce = "7302541"
+                let pushQuery = "signature=\(PushSignature.compute(token: Self.pushToken, timestamp: t, nonce: nonce))&timestamp=\(t)&nonce=\(nonce)"
+                    + "&encrypt_type=aes&msg_signature=\(PushSignature.compute(token: Self.pushToken, timestamp: t, nonce: nonce, encrypt: encrypted))"
+                let push = try await Self.call("POST", "\(base)/wechat/push?\(pushQuery)", body: #"{"ToUserName":"gh_secret","Encrypt":"\#(encrypted)"}"#)
+                #expect(push.status == 200 && push.body == "success", "the encrypted push was refused: \(push)")
+                let flush = try await Self.call("POST", "\(base)/admin/digests/p/flush", body: "{}", bearer: Self.adminToken)
+                #expect(flush.status == 202, "flush: \(flush)")
+                var sent = false
+                let sendDeadline = Date().addingTimeInterval(30)
+                while !sent, Date() < sendDeadline {
+                    sent = await wechat.script.accepted.count == 1
+                    if !sent { try await Task.sleep(for: .milliseconds(25)) }
+                }
+                #expect(sent, "the digest was not sent to the fake WeChat")
+                #expect(await wechat.script.accepted.first?.body.contains(Self.text) == true, "the sent body does not quote the message")
+                #expect(await wechat.script.tokenFetches >= 1)
+                #expect(await im.state.onlineStatusCalls >= 1)
+
+                // Refusals: their error bodies must not echo what was presented or expected.
+                answers.append(try await Self.call("GET", "\(base)/admin/users/p", bearer: "wrong-\(Self.adminToken.reversed())").body)
+                answers.append(try await Self.call("GET", "\(base)/admin/users/p", bearer: Self.adminToken).body)
+                answers.append(try await Self.call("POST", "\(base)/im/callback?\(imQuery)&Sign=\(sign.reversed())&RequestTime=\(t)", body: message).body)
+                answers.append(try await Self.call("POST", "\(base)/wechat/push?\(pushQuery.replacingOccurrences(of: "nonce=\(nonce)", with: "nonce=1"))",
+                                                   body: #"{"ToUserName":"gh_secret","Encrypt":"\#(encrypted)"}"#).body)
+                answers.append(try await Self.call("POST", "\(base)/admin/credits", body: #"{"openid":"x","template_id":"nope","count":1}"#, bearer: Self.adminToken).body)
+                let metrics = try await Self.call("GET", "\(base)/metrics").body
+                process.terminate()
+                let exitDeadline = Date().addingTimeInterval(60)
+                while process.isRunning, Date() < exitDeadline { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(!process.isRunning, "serve did not stop on SIGTERM")
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                process.waitUntilExit()
+                #expect(process.terminationStatus == 0)
+
+                let check = try runRoundup(["config", "check", "--config", configFile.path], in: dir, environment: env)
+                #expect(check.status == 0, "config check: \(check.stderr)")
+                let output = try String(contentsOf: log, encoding: .utf8)
+                #expect(output.contains("listening"))
+                #expect(metrics.contains("roundup_messages_ingested_total 1"))
+                #expect(metrics.contains("roundup_access_token_refreshes_total 1"))
+                #expect(metrics.contains(#"roundup_digests_total{outcome="sent"} 1"#))
+
+                let accessTokens = [await wechat.script.currentToken]
+                let userSigs = Array(await im.state.userSigsSeen)
+                #expect(!userSigs.isEmpty, "the fake IM saw no UserSig")
+                let places = [("serve output", output), ("error bodies", answers.joined(separator: "\n")), ("/metrics", metrics),
+                              ("config check", check.stdout + check.stderr)]
+                for secret in secrets.values.sorted() + accessTokens + userSigs + [Self.text] {
+                    for (place, text) in places {
+                        #expect(!text.contains(secret), "\(secret.prefix(24))… leaked into \(place)")
+                    }
+                }
             }
-            if port == nil { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        let p = try #require(port)
-        let t = String(Int64(Date().timeIntervalSince1970))
-        let sign = IMCallbackSignature.sign(token: "cbtoken-SECRET-1", requestTime: t)
-        var callback = URLRequest(url: URL(string: "http://127.0.0.1:\(p)/im/callback?SdkAppid=1400000000&CallbackCommand=C2C.CallbackAfterSendMsg&OptPlatform=Web&Sign=\(sign)&RequestTime=\(t)")!)
-        callback.httpMethod = "POST"
-        callback.httpBody = Data(#"{"From_Account":"t","To_Account":"p","MsgKey":"k1","MsgTime":1,"SendMsgResult":0,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"PRIVATE-TEXT-XYZ"}}]}"#.utf8)
-        let (callbackBody, callbackResponse) = try await URLSession.shared.data(for: callback)
-        #expect((callbackResponse as? HTTPURLResponse)?.statusCode == 200)
-        #expect(String(decoding: callbackBody, as: UTF8.self).contains(#""ActionStatus":"OK""#))
-        var admin = URLRequest(url: URL(string: "http://127.0.0.1:\(p)/admin/users/p")!)
-        admin.httpMethod = "PUT"
-        admin.setValue("Bearer admin-SECRET-2", forHTTPHeaderField: "Authorization")
-        admin.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        admin.httpBody = Data(#"{"openid":"oP"}"#.utf8)
-        let (_, adminResponse) = try await URLSession.shared.data(for: admin)
-        #expect((adminResponse as? HTTPURLResponse)?.statusCode == 200)
-        let (metrics, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(p)/metrics")!)
-        process.terminate()
-        process.waitUntilExit()
-
-        let output = try String(contentsOf: log, encoding: .utf8) + String(decoding: metrics, as: UTF8.self)
-        #expect(output.contains("listening"))
-        #expect(output.contains("roundup_messages_ingested_total 1"))
-        for secret in secrets.values + ["PRIVATE-TEXT-XYZ"] {
-            #expect(!output.contains(secret), "\(secret) leaked")
         }
     }
 }

@@ -51,8 +51,13 @@ struct GroupCommitterTests {
         defer { temp.remove() }
         let committer = GroupCommitter(store: temp.store)
         // A slow job holds the writer; the next one's short deadline passes while it waits.
-        async let slow: Void = committer.perform(timeout: .seconds(30)) { _ in Thread.sleep(forTimeInterval: 0.4) }
-        try await Task.sleep(for: .milliseconds(50))
+        let (started, starting) = AsyncStream<Void>.makeStream()
+        async let slow: Void = committer.perform(timeout: .seconds(30)) { _ in
+            starting.yield()
+            // Long beside the next job's 100 ms deadline, so a busy machine cannot blur the two.
+            Thread.sleep(forTimeInterval: 2)
+        }
+        for await _ in started { break }
         await #expect(throws: CommitError.timedOut) {
             try await committer.perform(timeout: .milliseconds(100)) { tx in
                 try tx.insertMessage(NewMessage(msgKey: "late", recipient: "p", sender: "t", msgTime: 1, receivedAt: t0, summary: "x"))
@@ -65,5 +70,38 @@ struct GroupCommitterTests {
         }
         #expect(after != nil)
         #expect(try temp.store.messages(recipient: "p").map(\.msgKey) == ["after"])
+    }
+
+    @Test("a full queue refuses new jobs at once instead of growing, and the admitted ones commit")
+    func bounded() async throws {
+        let temp = try TempStore()
+        defer { temp.remove() }
+        let committer = GroupCommitter(store: temp.store, maxQueued: 10)
+        // A slow job holds the writer while 30 more arrive.
+        let (started, starting) = AsyncStream<Void>.makeStream()
+        async let slow: Void = committer.perform(timeout: .seconds(30)) { _ in
+            starting.yield()
+            Thread.sleep(forTimeInterval: 1.5)
+        }
+        for await _ in started { break }
+        let refused = await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<30 {
+                group.addTask {
+                    do {
+                        _ = try await committer.perform(timeout: .seconds(30)) { tx in
+                            try tx.insertMessage(NewMessage(msgKey: "q\(i)", recipient: "p", sender: "t", msgTime: 1, receivedAt: t0, summary: "x"))
+                        }
+                        return false
+                    } catch {
+                        return (error as? CommitError) == .overloaded
+                    }
+                }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        try await slow
+        #expect(refused == 20)
+        #expect(try temp.store.messages(recipient: "p").count == 10)
+        #expect(committer.queuedJobs == 0)
     }
 }

@@ -27,9 +27,9 @@ struct StoreTests {
     func migrations() throws {
         let temp = try TempStore()
         defer { temp.remove() }
-        #expect(try temp.store.appliedMigrations() == ["v1-initial"])
+        #expect(try temp.store.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes"])
         let again = try RoundupStore.open(path: temp.path)
-        #expect(try again.appliedMigrations() == ["v1-initial"])
+        #expect(try again.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes"])
         let tables = try temp.store.writer.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'grdb_%' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         }

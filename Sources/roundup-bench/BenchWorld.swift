@@ -1,0 +1,102 @@
+import Foundation
+import Logging
+import Roundup
+
+/// What every scenario runs in: a temporary folder, the fake WeChat and IM servers from `Demo/`
+/// on loopback, and a config that points the service at them.
+struct BenchWorld: Sendable {
+    let dir: URL
+    let wechat: FakeWeChatServer
+    let im: FakeIMServer
+    let wechatBase: String
+    let imBase: String
+    let logger: Logger
+
+    var databasePath: String { dir.appendingPathComponent("roundup.sqlite").path }
+
+    /// Runs `body` with both fakes up and a fresh temporary folder, removed afterwards.
+    static func with<T: Sendable>(logger: Logger, _ body: (BenchWorld) async throws -> T) async throws -> T {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("roundup-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let wechat = FakeWeChatServer()
+        let im = FakeIMServer()
+        return try await wechat.withRunning { wechatBase in
+            try await im.withRunning { imBase in
+                try await body(BenchWorld(dir: dir, wechat: wechat, im: im, wechatBase: wechatBase, imBase: imBase, logger: logger))
+            }
+        }
+    }
+
+    /// The service's config: loopback on a free port, signed callbacks, both fakes, one template,
+    /// and `digest` keys as given (indented two spaces, e.g. `"  window: 10m\n"`).
+    func config(digest: String = "", synchronous: String = "normal") throws -> RoundupConfig {
+        let yaml = """
+            server:
+              host: 127.0.0.1
+              port: 0
+            storage:
+              path: "\(databasePath)"
+              synchronous: \(synchronous)
+            wechat:
+              app_id: "\(wechat.appID)"
+              app_secret: "\(wechat.secret)"
+              api_base_url: "\(wechatBase)"
+            im:
+              sdk_app_id: \(im.sdkAppID)
+              secret_key: "\(im.secretKey)"
+              admin_identifier: "\(im.adminIdentifier)"
+              callback_token: "\(BenchIDs.callbackToken)"
+              api_base_url: "\(imBase)"
+            templates:
+              - id: \(BenchIDs.templateID)
+                kind: one_time
+                page: "pages/chat/index?peer={{from}}"
+                fields:
+                  thing1: "{{first_sender}}等{{sender_count}}人"
+                  number2: "{{count}}"
+                  thing3: { value: "{{preview}}", fallback: "您有新消息" }
+                  time4: "{{last_time}}"
+            digest:
+            \(digest.isEmpty ? "  window: 10m\n" : digest)
+            """
+        return try ConfigLoader(environment: [:]).load(yaml: yaml, source: "roundup-bench").config
+    }
+
+    /// Runs the real service around `body`: the HTTP application on a free loopback port, the
+    /// group fan-out and (when `engine`) the digest engine, as `roundup serve` runs them. They stop
+    /// when `body` returns or throws.
+    func runService<T: Sendable>(
+        _ runtime: RoundupRuntime, engine: Bool, _ body: (_ port: Int) async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { services in
+            if engine { services.addTask { try await runtime.engine.run() } }
+            services.addTask { try await runtime.fanout.run() }
+            let result = try await withLoopbackApplication(logger: logger, { onRunning in
+                runtime.buildApplication(onServerRunning: onRunning)
+            }, body)
+            services.cancelAll()
+            try await services.waitForAll()
+            return result
+        }
+    }
+}
+
+/// The resident memory of this process (`/proc/self/statm`), in bytes; nil where there is none.
+func residentBytes() -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+    let fields = text.split(separator: " ")
+    guard fields.count >= 2, let pages = Int(fields[1]) else { return nil }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// Seconds on a monotonic clock since `start`.
+func seconds(since start: ContinuousClock.Instant) -> Double {
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+/// Progress for the operator watching, on stderr (stdout carries only the table or JSON).
+func progress(_ line: String) {
+    FileHandle.standardError.write(Data(("roundup-bench: " + line + "\n").utf8))
+}

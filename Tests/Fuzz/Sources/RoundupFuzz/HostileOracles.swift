@@ -1,0 +1,1 @@
+../../../RoundupTests/Hostile/HostileOracles.swift
