@@ -75,6 +75,12 @@ extension Request {
             buffer = try await body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, "the request body is larger than server.max_body_bytes (\(limit) bytes)")
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // A bad chunk, or a connection closed or timed out mid-body: the client's doing, so a
+            // 400 rather than a 500 and no error in the log for every stalled client.
+            throw APIError(.badRequest, "the request body could not be read: it was malformed or the client stopped sending it")
         }
         if let declared, buffer.readableBytes < declared {
             throw APIError(.badRequest, "the request body ended before its Content-Length (\(buffer.readableBytes) of \(declared) bytes)")
