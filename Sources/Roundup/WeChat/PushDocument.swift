@@ -152,9 +152,12 @@ enum PushDocument {
         let bytes = Array(body)
         var index = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
         func hasPrefix(_ prefix: String, at position: Int) -> Bool {
-            let p = Array(prefix.utf8)
-            guard position + p.count <= bytes.count else { return false }
-            return zip(bytes[position..<position + p.count], p).allSatisfy { $0 | 0x20 == $1 | 0x20 }
+            var i = position
+            for byte in prefix.utf8 {
+                guard i < bytes.count, bytes[i] | 0x20 == byte | 0x20 else { return false }
+                i += 1
+            }
+            return true
         }
         func skip(past terminator: String, from position: Int) -> Int? {
             let t = Array(terminator.utf8)

@@ -30,7 +30,7 @@ struct HTTPEdgeHostileTests {
         return []
     }
 
-    @Test("a few hundred mutated IM callbacks, correctly signed, are each answered 200 or 4xx with a JSON error")
+    @Test("two hundred mutated IM callbacks, correctly signed, are each answered 200 or 4xx with a JSON error")
     func imCallbacks() async throws {
         let h = try ServiceHarness(yaml: Self.yaml, env: Self.offline)
         defer { h.remove() }
@@ -38,7 +38,7 @@ struct HTTPEdgeHostileTests {
         let mutator = IMCallbackHostileTests.mutator
         try await h.runtime.buildApplication().test(.router) { (client: any TestClientProtocol) async throws in
             let ran = try await HostileLoop.runAsync(
-                area: "http-im", folder: "im", ext: ".json", count: 300,
+                area: "http-im", folder: "im", ext: ".json", count: 200,
                 generate: { rng in (command: rng.pick(commands), body: mutator.generate(&rng)) },
                 bytes: { $0.body },
                 check: { input in
@@ -56,7 +56,7 @@ struct HTTPEdgeHostileTests {
         }
     }
 
-    @Test("a few hundred mutated WeChat pushes, plaintext and safe mode, are each answered 200 or 4xx with a JSON error")
+    @Test("two hundred mutated WeChat pushes, plaintext and safe mode, are each answered 200 or 4xx with a JSON error")
     func wechatPushes() async throws {
         let h = try ServiceHarness(yaml: Self.yaml, env: [
             "ROUNDUP_WECHAT_PUSH_TOKEN": "AAAAA", "ROUNDUP_WECHAT_APP_ID": "wxba5fad812f8e6fb9",
@@ -69,7 +69,7 @@ struct HTTPEdgeHostileTests {
         let safeMutator = Mutator(format: .json, seeds: safeSeeds)
         try await h.runtime.buildApplication().test(.router) { (client: any TestClientProtocol) async throws in
             try await HostileLoop.runAsync(
-                area: "http-wechat", folder: "wechat", ext: ".txt", count: 300,
+                area: "http-wechat", folder: "wechat", ext: ".txt", count: 200,
                 generate: { rng -> (query: String, body: [UInt8]) in
                     switch rng.below(10) {
                     case 0, 1, 2, 3: return (plainQuery, WeChatPushHostileTests.jsonMutator.generate(&rng))

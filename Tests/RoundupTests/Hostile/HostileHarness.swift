@@ -120,6 +120,10 @@ enum HostileSeeds {
         return urls.filter { extensions.contains($0.pathExtension) }.sorted { $0.path < $1.path }
     }
 
+    /// Whether a file's bytes make a good mutation seed: not empty, and small, so that cases stay
+    /// fast (a long regression input is replayed as it is, not mutated).
+    static func isSeed(_ bytes: [UInt8]) -> Bool { !bytes.isEmpty && bytes.count <= 4096 }
+
     static func bytes(_ url: URL) -> [UInt8] { (try? Data(contentsOf: url)).map { Array($0) } ?? [] }
 
     static func text(_ url: URL) -> String { String(decoding: bytes(url), as: UTF8.self) }

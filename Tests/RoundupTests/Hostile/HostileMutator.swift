@@ -106,13 +106,21 @@ struct Mutator: Sendable {
         case 9:
             let unit = rng.pick(Self.longRuns)
             let count = rng.pick([32, 256, 2048, 8192 / unit.count])
-            b.insert(contentsOf: Array(repeating: unit, count: count).joined(), at: rng.below(b.count + 1))
+            b.insert(contentsOf: Self.repeated(unit, count), at: rng.below(b.count + 1))
         case 10: b.insert(contentsOf: rng.pick(dictionary), at: rng.below(b.count + 1))
         default:
             guard !b.isEmpty else { return byteInsert(&b, &rng) }
             let range = randomRange(b.count, maxLength: 8, &rng)
             b.replaceSubrange(range, with: (0..<range.count).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
         }
+    }
+
+    /// `unit` `count` times over, built flat (a joined sequence inserts byte by byte, slowly).
+    static func repeated(_ unit: [UInt8], _ count: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(unit.count * count)
+        for _ in 0..<count { out.append(contentsOf: unit) }
+        return out
     }
 
     private func byteInsert(_ b: inout [UInt8], _ rng: inout HostileRandom) {
@@ -275,8 +283,8 @@ struct Mutator: Sendable {
             let open = Array((object ? "{\"a\":" : "[").utf8)
             let close = Array((object ? "}" : "]").utf8)
             let closed = rng.percent(60)
-            if closed { b.insert(contentsOf: Array(repeating: close, count: depth).joined(), at: end) }
-            b.insert(contentsOf: Array(repeating: open, count: depth).joined(), at: start)
+            if closed { b.insert(contentsOf: Self.repeated(close, depth), at: end) }
+            b.insert(contentsOf: Self.repeated(open, depth), at: start)
         case 4:
             // A duplicated member: the same key again, often with another value.
             guard let key = map.keys.isEmpty ? nil : rng.pick(map.keys) else { return byteMutation(&b, &rng) }
@@ -404,8 +412,8 @@ struct Mutator: Sendable {
         case 5:
             let depth = rng.pick([63, 64, 65, 100, 1000, 5000])
             let at = anywhereAfterTag()
-            if rng.percent(60) { b.insert(contentsOf: Array(repeating: Array("</a>".utf8), count: depth).joined(), at: at) }
-            b.insert(contentsOf: Array(repeating: Array("<a>".utf8), count: depth).joined(), at: at)
+            if rng.percent(60) { b.insert(contentsOf: Self.repeated(Array("</a>".utf8), depth), at: at) }
+            b.insert(contentsOf: Self.repeated(Array("<a>".utf8), depth), at: at)
         case 6:
             b.insert(contentsOf: Array((Self.entityBomb + "<xml><ToUserName>&lol9;</ToUserName></xml>").utf8), at: 0)
         case 7:

@@ -8,7 +8,7 @@ import Testing
 struct IMCallbackHostileTests {
     static let fixtures = HostileSeeds.files("im", extensions: ["json"])
     static let mutator = Mutator(
-        format: .json, seeds: (fixtures + HostileSeeds.regressions("im")).map(HostileSeeds.bytes).filter { !$0.isEmpty })
+        format: .json, seeds: (fixtures + HostileSeeds.regressions("im")).map(HostileSeeds.bytes).filter(HostileSeeds.isSeed))
 
     /// A query command to decode with: none, each handled one, or one Roundup does not know.
     static let commands: [String?] = [nil] + IMCallbackCommand.allCases.map(\.rawValue) + ["Group.CallbackBeforeSendMsg"]
@@ -37,7 +37,7 @@ struct IMCallbackHostileTests {
     @Test("IMJSON on mutated JSON: bounded depth, a lossless round trip, and it reads all that Foundation reads")
     func mutatedJSON() {
         HostileLoop.run(
-            area: "im-json", folder: "im", ext: ".json", count: 3000,
+            area: "im-json", folder: "im", ext: ".json", count: 5000,
             generate: { Self.mutator.generate(&$0) }, bytes: { $0 }, check: HostileOracles.imJSON)
     }
 

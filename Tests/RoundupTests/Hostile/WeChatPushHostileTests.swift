@@ -15,8 +15,8 @@ struct WeChatPushHostileTests {
 
     static let jsonSeeds = HostileSeeds.files("wechat", extensions: ["json"]) + HostileSeeds.files("hostile/wechat", extensions: ["json"])
     static let xmlSeeds = HostileSeeds.files("wechat", extensions: ["xml"]) + HostileSeeds.files("hostile/wechat", extensions: ["xml"])
-    static let jsonMutator = Mutator(format: .json, seeds: jsonSeeds.map(HostileSeeds.bytes).filter { !$0.isEmpty })
-    static let xmlMutator = Mutator(format: .xml, seeds: xmlSeeds.map(HostileSeeds.bytes).filter { !$0.isEmpty })
+    static let jsonMutator = Mutator(format: .json, seeds: jsonSeeds.map(HostileSeeds.bytes).filter(HostileSeeds.isSeed))
+    static let xmlMutator = Mutator(format: .xml, seeds: xmlSeeds.map(HostileSeeds.bytes).filter(HostileSeeds.isSeed))
 
     /// A safe-mode fixture with the verifier that can read it and the event it carries.
     struct Encrypted: Sendable {
@@ -64,7 +64,7 @@ struct WeChatPushHostileTests {
     @Test("mutated JSON and XML pushes, correctly signed, give an event or a 400: never a crash, a DTD or a foreign encoding")
     func mutatedPlaintext() {
         HostileLoop.run(
-            area: "wechat-plaintext", folder: "wechat", ext: ".txt", count: 5000,
+            area: "wechat-plaintext", folder: "wechat", ext: ".txt", count: 2000,
             generate: { rng in rng.percent(45) ? Self.jsonMutator.generate(&rng) : Self.xmlMutator.generate(&rng) },
             bytes: { $0 }, check: { HostileOracles.plaintextPush($0, verifier: Self.plainVerifier, query: Self.plainQuery) })
     }
@@ -104,7 +104,7 @@ struct WeChatPushHostileTests {
     @Test("XML or JSON nested far deeper than any push is refused, at any depth tried, without exhausting the stack")
     func deepNesting() {
         // XML stops at 64 levels (PushDocument); JSON at Foundation's own limit of 512.
-        for depth in [65, 600, 2000, 100_000, 300_000] {
+        for depth in [65, 600, 5000, 20_000] {
             let xml = "<xml>" + String(repeating: "<a>", count: depth) + String(repeating: "</a>", count: depth) + "</xml>"
             #expect(throws: WeChatPushError.self) { try PushDocument.parse(Data(xml.utf8)) }
             guard depth > 512 else { continue }
@@ -129,7 +129,7 @@ struct WeChatPushHostileTests {
     func tamperedEncrypted() {
         let mutators = Self.encrypted.map { Mutator(format: $0.format == .json ? .json : .xml, seeds: [$0.body]) }
         HostileLoop.run(
-            area: "wechat-tampered", folder: "wechat", ext: ".txt", count: 1500,
+            area: "wechat-tampered", folder: "wechat", ext: ".txt", count: 500,
             generate: { rng in
                 let index = rng.below(Self.encrypted.count)
                 return (index: index, body: mutators[index].generate(&rng))
@@ -162,7 +162,7 @@ struct WeChatPushHostileTests {
         let ours = try PushCrypto(encodingAESKey: key, appID: "wx2c2769f8efd9abc2")
         let theirs = try PushCrypto(encodingAESKey: key, appID: "wx2c2769f8efd9abc3")
         HostileLoop.run(
-            area: "wechat-crypto", folder: "wechat", ext: ".bin", count: 500,
+            area: "wechat-crypto", folder: "wechat", ext: ".bin", count: 300,
             generate: { rng in
                 let length = rng.pick([0, 1, 11, 12, 15, 16, 31, 32, 33, 100, 1000, 5000])
                 return (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) } + Array("\(rng.below(1000))".utf8)
@@ -188,7 +188,7 @@ struct WeChatPushHostileTests {
         #expect(HostileOracles.serverCheck(seeds.first { $0.contains("486452656") } ?? "", verifier: Self.plainVerifier).isEmpty)
         let mutator = Mutator(format: .query, texts: seeds)
         HostileLoop.run(
-            area: "wechat-query", folder: "wechat", ext: ".query", count: 2000,
+            area: "wechat-query", folder: "wechat", ext: ".query", count: 2500,
             generate: { mutator.generate(&$0) }, bytes: { $0 },
             check: { HostileOracles.serverCheck(String(decoding: $0, as: UTF8.self), verifier: Self.plainVerifier) })
     }
