@@ -230,20 +230,27 @@ public final class DigestEngine: Service, Sendable {
                 metrics.digestMessages.record(Double(messages.count))
                 return
             }
-            if state == .open {
-                // Committed before the call (SPEC §5.9); concurrent senders share the transaction.
-                let id = d.id, templateID = template.id
-                guard await commit({ tx in try tx.markSending(id, template: templateID, body: body, now: now) }) == true else { return }
-                state = .sending
+            let outcome: SendOutcome
+            if state == .open, let refused = await sender.prepare() {
+                // No token: WeChat was not called and nothing was committed, so the digest is
+                // still open and the outcome below moves it from there.
+                outcome = refused
+            } else {
+                if state == .open {
+                    // Committed before the call (SPEC §5.9); concurrent senders share the transaction.
+                    let id = d.id, templateID = template.id
+                    guard await commit({ tx in try tx.markSending(id, template: templateID, body: body, now: now) }) == true else { return }
+                    state = .sending
+                }
+                outcome = await sender.send(rendered.subscribeMessage(touser: openid))
             }
-            let outcome = await sender.send(rendered.subscribeMessage(touser: openid))
             let after = clock.timestamp
             switch outcome {
             case .sent(let msgid):
-                let id = d.id, count = messages.count, used = template
+                let id = d.id, count = messages.count, used = template, from = state
                 await commit { tx in
                     try tx.setResult(id, errcode: "0", errmsg: nil, msgid: msgid)
-                    try tx.moveDigest(id, from: .sending, to: .sent, now: after, note: "errcode 0, msgid \(msgid ?? "-"), \(count) message(s)")
+                    try tx.moveDigest(id, from: from, to: .sent, now: after, note: "errcode 0, msgid \(msgid ?? "-"), \(count) message(s)")
                     try tx.finishMessages(ofDigest: id, status: "delivered", now: after)
                     if used.kind == .oneTime {
                         _ = try tx.applyCredit(openid: openid, templateID: used.id, change: .spend, eventKey: nil, now: after)
@@ -264,18 +271,18 @@ public final class DigestEngine: Service, Sendable {
                     template = next
                     continue
                 }
-                finish(d.id, from: .sending, to: .held, reason: .noCredit, errcode: "43101", errmsg: "user not subscribed", now: after)
+                finish(d.id, from: state, to: .held, reason: .noCredit, errcode: "43101", errmsg: "user not subscribed", now: after)
                 return
             case .tokenInvalid(let code):
                 metrics.wechatError(String(code))
-                retry(d, errcode: String(code), errmsg: "access token rejected twice", now: after)
+                retry(d, from: state, errcode: String(code), errmsg: "access token rejected twice", now: after)
                 return
             case .retryable(let code, let msg):
                 metrics.wechatError(code)
-                retry(d, errcode: code, errmsg: msg, now: after)
+                retry(d, from: state, errcode: code, errmsg: msg, now: after)
                 return
             case .inDoubt(let reason):
-                finish(d.id, from: .sending, to: .inDoubt, errcode: nil, errmsg: reason, now: after)
+                finish(d.id, from: state, to: .inDoubt, errcode: nil, errmsg: reason, now: after)
                 metrics.digestFinished("in_doubt")
                 settleFromEarlierEvent(d.id, openid: openid, template: template.id, now: after)
                 return
@@ -284,8 +291,8 @@ public final class DigestEngine: Service, Sendable {
                 let reset = DigestEngine.nextQuotaDay(after: after)
                 try? store.setSendPause("quota", until: reset, reason: "45009 daily quota reached", now: after)
                 logger.error("45009: the daily subscribe-message quota is used up; sending pauses", metadata: ["until": "\(reset.rfc3339)"])
-                transact { tx in
-                    try tx.moveDigest(d.id, from: .sending, to: .open, now: after, note: "45009 daily quota reached; due again at \(reset.rfc3339)")
+                transact { [state] tx in
+                    try tx.moveDigest(d.id, from: state, to: .open, now: after, note: "45009 daily quota reached; due again at \(reset.rfc3339)")
                     try tx.setDue(d.id, after, now: after)
                 }
                 return
@@ -297,11 +304,11 @@ public final class DigestEngine: Service, Sendable {
                                  metadata: ["template": "\(template.id)", "errcode": "\(code)", "errmsg": "\(msg)"])
                 }
                 try? store.setSendPause(key, until: nil, reason: "errcode \(code): \(msg)", now: after)
-                finish(d.id, from: .sending, to: .held, reason: .configError, errcode: String(code), errmsg: msg, now: after)
+                finish(d.id, from: state, to: .held, reason: .configError, errcode: String(code), errmsg: msg, now: after)
                 return
             case .contentError(let code, let msg):
                 metrics.wechatError(String(code))
-                finish(d.id, from: .sending, to: .dead, errcode: String(code), errmsg: msg, now: after)
+                finish(d.id, from: state, to: .dead, errcode: String(code), errmsg: msg, now: after)
                 metrics.digestFinished("dead")
                 return
             }
@@ -332,18 +339,24 @@ public final class DigestEngine: Service, Sendable {
         }
     }
 
-    /// Backoff retry, or dead after the last try.
-    private func retry(_ d: DueDigest, errcode: String, errmsg: String, now: Timestamp) {
-        let attempts = ((try? store.dueDigest(d.id))?.attempts) ?? d.attempts + 1
+    /// Backoff retry, or dead after the last try. `from` is `sending` after a call to WeChat, or
+    /// `open` when the send stopped before it (no token); that try counts all the same, so a
+    /// long token outage ends in backoff and then `dead`, as failed sends do.
+    private func retry(_ d: DueDigest, from: DigestState, errcode: String, errmsg: String, now: Timestamp) {
+        // `markSending` counted a try that reached the call; one that stopped before it is counted here.
+        let counted = from == .sending
+        let stored = ((try? store.dueDigest(d.id))?.attempts) ?? d.attempts + (counted ? 1 : 0)
+        let attempts = counted ? stored : stored + 1
         guard attempts < DigestEngine.maxAttempts else {
-            finish(d.id, from: .sending, to: .dead, errcode: errcode, errmsg: "\(errmsg) (gave up after \(attempts) tries)", now: now)
+            finish(d.id, from: from, to: .dead, errcode: errcode, errmsg: "\(errmsg) (gave up after \(attempts) tries)", now: now)
             metrics.digestFinished("dead")
             return
         }
         let due = now + DigestEngine.retryBase << Int64(attempts - 1)
         _ = try? store.write { tx in
             try tx.setResult(d.id, errcode: errcode, errmsg: errmsg, msgid: nil)
-            try tx.moveDigest(d.id, from: .sending, to: .open, now: now, note: "errcode \(errcode): try \(attempts + 1) at \(due.rfc3339)")
+            if !counted { try tx.countAttempt(d.id) }
+            try tx.moveDigest(d.id, from: from, to: .open, now: now, note: "errcode \(errcode): try \(attempts + 1) at \(due.rfc3339)")
             try tx.setDue(d.id, due, now: now)
         }
     }

@@ -1,3 +1,4 @@
+import Dispatch
 import GRDB
 import Synchronization
 
@@ -68,14 +69,9 @@ public final class GroupCommitter: Sendable {
         }
         guard let schedule = admitted else { throw CommitError.overloaded }
         if schedule { scheduleBatch() }
-        switch await job.wait(until: ContinuousClock.now + timeout) {
-        case .done:
-            return try job.result()
-        case .timeout:
-            switch job.abandon() {
-            case .finished(let result): return try result.get()
-            case .abandoned: throw CommitError.timedOut
-            }
+        switch await job.wait(timeout: timeout) {
+        case .done: return try job.result()
+        case .timeout: throw CommitError.timedOut
         }
     }
 
@@ -135,15 +131,11 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
         case queued, running, done, abandoned
     }
 
-    enum Abandon {
-        case finished(Result<T, any Error>)
-        case abandoned
-    }
-
     struct State {
         var phase = Phase.queued
         var result: Result<T, any Error>?
         var continuation: CheckedContinuation<Wake, Never>?
+        /// The wake-up that came before the caller started waiting.
         var pending: Wake?
     }
 
@@ -198,14 +190,15 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
         return try r.get()
     }
 
-    /// Gives up at the deadline, unless the job finished first. A job already running may
-    /// still commit; one still queued never will.
-    func abandon() -> Abandon {
-        state.withLock { s in
-            if s.phase == .done, let r = s.result { return .finished(r) }
-            if s.phase == .queued || s.phase == .running { s.phase = .abandoned }
-            return .abandoned
+    /// The deadline passed (or the caller was cancelled) before the job finished: a job still
+    /// queued never runs, one already running may still commit, and the caller is told it timed out.
+    func expire() {
+        let c = state.withLock { s -> CheckedContinuation<Wake, Never>? in
+            guard s.phase == .queued || s.phase == .running else { return nil }
+            s.phase = .abandoned
+            return Self.deliver(&s, .timeout)
         }
+        c?.resume(returning: .timeout)
     }
 
     /// Resumes the waiting caller, or keeps the wake-up until it waits.
@@ -218,47 +211,30 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
         return nil
     }
 
-    /// Waits until the job is committed (or failed), or the deadline passes.
-    func wait(until deadline: ContinuousClock.Instant) async -> Wake {
-        if let w = state.withLock({ s -> Wake? in
-            defer { s.pending = nil }
-            return s.pending
-        }) {
-            return w
-        }
-        return await withTaskGroup(of: Wake.self) { group in
-            group.addTask {
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { (c: CheckedContinuation<Wake, Never>) in
-                        let now = self.state.withLock { s -> Wake? in
-                            if let w = s.pending {
-                                s.pending = nil
-                                return w
-                            }
-                            s.continuation = c
-                            return nil
-                        }
-                        if let now { c.resume(returning: now) }
+    /// Waits until the job is committed (or failed), or `timeout` passes. The deadline is a
+    /// Dispatch timer, not a sleeping task, so it expires the job on time even when every thread
+    /// of the cooperative pool is busy: a job not started by its deadline is never written,
+    /// however late its caller gets to run.
+    func wait(timeout: Duration) async -> Wake {
+        let deadline = DispatchWorkItem { [self] in expire() }
+        let (seconds, attoseconds) = timeout.components
+        let nanoseconds = Int(clamping: seconds) &* 1_000_000_000 &+ Int(attoseconds / 1_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(max(0, nanoseconds)), execute: deadline)
+        defer { deadline.cancel() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Wake, Never>) in
+                let now = state.withLock { s -> Wake? in
+                    if let w = s.pending {
+                        s.pending = nil
+                        return w
                     }
-                } onCancel: {
-                    let c = self.state.withLock { s -> CheckedContinuation<Wake, Never>? in
-                        defer { s.continuation = nil }
-                        return s.continuation
-                    }
-                    c?.resume(returning: .timeout)
+                    s.continuation = c
+                    return nil
                 }
+                if let now { c.resume(returning: now) }
             }
-            group.addTask {
-                try? await Task.sleep(until: deadline, clock: .continuous)
-                return .timeout
-            }
-            let first = await group.next() ?? .timeout
-            group.cancelAll()
-            // A real wake-up that raced the deadline is kept for the caller to see.
-            for await other in group where other != .timeout && first == .timeout {
-                state.withLock { $0.pending = other }
-            }
-            return first
+        } onCancel: {
+            expire()
         }
     }
 }

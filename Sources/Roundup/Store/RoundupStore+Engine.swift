@@ -157,6 +157,11 @@ extension StoreTransaction {
         return true
     }
 
+    /// Counts a try that stopped before WeChat was called (`markSending` counts the others).
+    public func countAttempt(_ id: Int64) throws {
+        try db.executeCached(sql: "UPDATE digests SET attempts = attempts + 1 WHERE id = ?", arguments: [id])
+    }
+
     /// Records the WeChat result fields on a digest.
     public func setResult(_ id: Int64, errcode: String?, errmsg: String?, msgid: String?) throws {
         try db.executeCached(sql: "UPDATE digests SET errcode = ?, errmsg = ?, msgid = coalesce(?, msgid) WHERE id = ?",

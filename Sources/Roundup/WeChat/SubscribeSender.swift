@@ -11,6 +11,19 @@ public struct SubscribeSender: Sendable {
         self.serializer = serializer
     }
 
+    /// Makes sure a token is at hand before a digest is committed as `sending`. Nil when one is;
+    /// otherwise the outcome a send would have had, reached without calling WeChat. Fetching the
+    /// token first means a failed fetch, or a crash during it, leaves the digest `open` to be
+    /// retried instead of `in_doubt` (SPEC §5.9: only a send that may have reached WeChat is in doubt).
+    public func prepare() async -> SendOutcome? {
+        do {
+            _ = try await tokens.token()
+            return nil
+        } catch {
+            return Self.outcome(forTokenError: error)
+        }
+    }
+
     /// Sends one message and classifies the result. On 40001/40014/42001 it invalidates the failing
     /// token if it is still cached, gets a token again and retries exactly once (wechat.md §7.4).
     public func send(_ message: SubscribeMessage) async -> SendOutcome {

@@ -42,19 +42,19 @@ struct ServeProcessTests {
     }
 
     @Test("a second serve on the same database is refused naming the owner, also after the owner was SIGKILLed, and CLI commands work beside it")
-    func singleOwner() throws {
+    func singleOwner() async throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let first = try start(in: dir, name: "first")
         defer { if first.process.isRunning { first.process.terminate() } }
         #expect(first.waitUntilListening())
 
-        let second = try runRoundup(["serve"], in: dir, environment: ["ROUNDUP_SERVER_PORT": "0"])
+        let second = try await runRoundup(["serve"], in: dir, environment: ["ROUNDUP_SERVER_PORT": "0"])
         #expect(second.status == 1)
         #expect(second.stderr.contains("another roundup serve (pid \(first.process.processIdentifier)) owns"))
 
-        #expect(try runRoundup(["users", "bind", "p1", "o_p1"], in: dir).status == 0)
-        #expect(try runRoundup(["users", "list", "--json"], in: dir).stdout.contains("o_p1"))
+        #expect(try await runRoundup(["users", "bind", "p1", "o_p1"], in: dir).status == 0)
+        #expect(try await runRoundup(["users", "list", "--json"], in: dir).stdout.contains("o_p1"))
 
         kill(first.process.processIdentifier, SIGKILL)
         first.process.waitUntilExit()
@@ -234,7 +234,7 @@ struct SecretsInLogsTests {
                 process.waitUntilExit()
                 #expect(process.terminationStatus == 0)
 
-                let check = try runRoundup(["config", "check", "--config", configFile.path], in: dir, environment: env)
+                let check = try await runRoundup(["config", "check", "--config", configFile.path], in: dir, environment: env)
                 #expect(check.status == 0, "config check: \(check.stderr)")
                 let output = try String(contentsOf: log, encoding: .utf8)
                 #expect(output.contains("listening"))

@@ -11,12 +11,12 @@ struct RosterCLITests {
 
     init() throws { dir = try TestSupport.temporaryDirectory() }
 
-    func run(_ args: String...) throws -> ProcessResult { try runRoundup(args, in: dir) }
+    func run(_ args: String...) async throws -> ProcessResult { try await runRoundup(args, in: dir) }
 
     @Test("config check prints the effective config with secrets masked and warnings on stderr")
-    func configCheck() throws {
+    func configCheck() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        let r = try runRoundup(
+        let r = try await runRoundup(
             ["config", "check", "--config", TestSupport.fixture("config/roundup.example.yaml").path], in: dir,
             environment: ["ROUNDUP_WECHAT_APP_SECRET": "very-secret-app-secret", "ROUNDUP_SERVER_ADMIN_TOKEN": "admintoken123"])
         #expect(r.status == 0)
@@ -31,9 +31,9 @@ struct RosterCLITests {
     }
 
     @Test("config check with no file uses the defaults and exits 0")
-    func configDefaults() throws {
+    func configDefaults() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        let r = try run("config", "check")
+        let r = try await run("config", "check")
         #expect(r.status == 0)
         #expect(r.stdout.contains("built-in defaults"))
         #expect(r.stdout.contains("path: ./roundup-data/roundup.sqlite"))
@@ -41,9 +41,9 @@ struct RosterCLITests {
     }
 
     @Test("config check reports every problem with its key path and exits 2 with nothing on stdout")
-    func configInvalid() throws {
+    func configInvalid() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        let r = try run("config", "check", "--config", TestSupport.fixture("config/invalid/bad-values.yaml").path)
+        let r = try await run("config", "check", "--config", TestSupport.fixture("config/invalid/bad-values.yaml").path)
         #expect(r.status == 2)
         #expect(r.stdout.isEmpty)
         for key in ["server.port", "storage.synchronous", "wechat.encoding_aes_key", "im.ingest_from", "digest.window",
@@ -53,27 +53,27 @@ struct RosterCLITests {
     }
 
     @Test("./roundup.yaml is used when present, and commands other than config check refuse a bad one")
-    func defaultFile() throws {
+    func defaultFile() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         try "digest:\n  windw: 5m\n".write(to: dir.appendingPathComponent("roundup.yaml"), atomically: true, encoding: .utf8)
-        let r = try run("users", "list")
+        let r = try await run("users", "list")
         #expect(r.status == 2)
         #expect(r.stderr.contains("digest.windw"))
     }
 
     @Test("users import binds a class roster; list --json shows it with every key present")
-    func importAndList() throws {
+    func importAndList() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        let imported = try run("users", "import", TestSupport.fixture("roster/parents.csv").path)
+        let imported = try await run("users", "import", TestSupport.fixture("roster/parents.csv").path)
         #expect(imported.status == 0)
         #expect(imported.stdout.contains("imported 28 users: 28 new"))
-        let again = try run("users", "import", TestSupport.fixture("roster/parents.csv").path, "--json")
+        let again = try await run("users", "import", TestSupport.fixture("roster/parents.csv").path, "--json")
         let importJSON = try parseJSON(again.stdout)
         #expect(importJSON["schema"] as? Int == 1)
         let counts = try #require(importJSON["import"] as? [String: Any])
         #expect(counts["unchanged"] as? Int == 28)
 
-        let list = try run("users", "list", "--json")
+        let list = try await run("users", "list", "--json")
         #expect(list.status == 0)
         let json = try parseJSON(list.stdout)
         let users = try #require(json["users"] as? [[String: Any]])
@@ -85,95 +85,95 @@ struct RosterCLITests {
         #expect(Set(teacher.keys) == ["im_user_id", "openid", "name", "profile", "created_at", "updated_at"])
         #expect((teacher["created_at"] as? String)?.hasSuffix("Z") == true)
 
-        let table = try run("users", "list")
+        let table = try await run("users", "list")
         #expect(table.stdout.hasPrefix("USER"))
         #expect(table.stdout.contains("王芳"))
         for line in table.stdout.split(separator: "\n") { #expect(displayWidth(String(line)) <= 80) }
     }
 
     @Test("a roster with bad rows imports nothing, names every bad line and exits 1")
-    func importBadRows() throws {
+    func importBadRows() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        let r = try run("users", "import", TestSupport.fixture("roster/bad-rows.csv").path)
+        let r = try await run("users", "import", TestSupport.fixture("roster/bad-rows.csv").path)
         #expect(r.status == 1)
         #expect(r.stdout.isEmpty)
         for line in [3, 4, 5, 6, 7, 8] { #expect(r.stderr.contains("line \(line):")) }
         #expect(!r.stderr.contains("line 2:"))
         #expect(!r.stderr.contains("line 9:"))
-        let list = try run("users", "list", "--json")
+        let list = try await run("users", "list", "--json")
         #expect(try parseJSON(list.stdout)["users"] as? [Any] == nil || (try parseJSON(list.stdout)["users"] as? [Any])?.isEmpty == true)
     }
 
     @Test("an import that would take an openid from a user outside the file names the row")
-    func importOpenidHeldElsewhere() throws {
+    func importOpenidHeldElsewhere() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        #expect(try run("users", "bind", "old_parent", "o6_bmjrPTlm6_2sgVt7hMZOPfL2M").status == 0)
-        let r = try run("users", "import", TestSupport.fixture("roster/parents.csv").path)
+        #expect(try await run("users", "bind", "old_parent", "o6_bmjrPTlm6_2sgVt7hMZOPfL2M").status == 0)
+        let r = try await run("users", "import", TestSupport.fixture("roster/parents.csv").path)
         #expect(r.status == 1)
         #expect(r.stderr.contains("line 5:"))
         #expect(r.stderr.contains("old_parent"))
     }
 
     @Test("bind merges, refuses an openid bound elsewhere, and unbind keeps the user")
-    func bindAndUnbind() throws {
+    func bindAndUnbind() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        #expect(try run("users", "bind", "parent_1", "oA_1", "--name", "王芳").status == 0)
-        let merged = try run("users", "bind", "parent_1", "--profile", "", "--json")
+        #expect(try await run("users", "bind", "parent_1", "oA_1", "--name", "王芳").status == 0)
+        let merged = try await run("users", "bind", "parent_1", "--profile", "", "--json")
         #expect(merged.status == 0)
         let user = try #require(try parseJSON(merged.stdout)["user"] as? [String: Any])
         #expect(user["openid"] as? String == "oA_1")
         #expect(user["name"] as? String == "王芳")
 
-        let conflict = try run("users", "bind", "parent_2", "oA_1")
+        let conflict = try await run("users", "bind", "parent_2", "oA_1")
         #expect(conflict.status == 1)
         #expect(conflict.stdout.isEmpty)
         #expect(conflict.stderr.contains("already bound to user parent_1"))
         #expect(conflict.stderr.split(separator: "\n").count == 1)
 
-        let badProfile = try run("users", "bind", "parent_1", "--profile", "vip")
+        let badProfile = try await run("users", "bind", "parent_1", "--profile", "vip")
         #expect(badProfile.status == 1)
 
-        let unbound = try run("users", "unbind", "parent_1", "--json")
+        let unbound = try await run("users", "unbind", "parent_1", "--json")
         #expect(unbound.status == 0)
         let after = try #require(try parseJSON(unbound.stdout)["user"] as? [String: Any])
         #expect(after["openid"] is NSNull)
         #expect(after["name"] as? String == "王芳")
 
-        let unknown = try run("users", "unbind", "nobody")
+        let unknown = try await run("users", "unbind", "nobody")
         #expect(unknown.status == 1)
         #expect(unknown.stderr.contains("No user nobody"))
     }
 
     @Test("credits lists nothing as an empty list; an unknown user exits 1")
-    func credits() throws {
+    func credits() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        let all = try run("credits", "--json")
+        let all = try await run("credits", "--json")
         #expect(all.status == 0)
         #expect((try parseJSON(all.stdout)["credits"] as? [Any])?.isEmpty == true)
-        #expect(try run("credits").stdout == "no credits\n")
-        #expect(try run("credits", "nobody").status == 1)
-        #expect(try run("users", "bind", "t1", "--name", "张老师").status == 0)
-        #expect((try parseJSON(try run("credits", "t1", "--json").stdout)["credits"] as? [Any])?.isEmpty == true)
+        #expect(try await run("credits").stdout == "no credits\n")
+        #expect(try await run("credits", "nobody").status == 1)
+        #expect(try await run("users", "bind", "t1", "--name", "张老师").status == 0)
+        #expect((try parseJSON(try await run("credits", "t1", "--json").stdout)["credits"] as? [Any])?.isEmpty == true)
     }
 
     @Test("bad usage exits 2")
-    func badUsage() throws {
+    func badUsage() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        #expect(try run("users", "bind").status == 2)
-        #expect(try run("frobnicate").status == 2)
-        #expect(try run("users", "list", "--jsn").status == 2)
-        let help = try run("--help")
+        #expect(try await run("users", "bind").status == 2)
+        #expect(try await run("frobnicate").status == 2)
+        #expect(try await run("users", "list", "--jsn").status == 2)
+        let help = try await run("--help")
         #expect(help.status == 0)
         #expect(help.stdout.contains("users"))
     }
 
     @Test("commands work while another process holds the database open")
-    func besideAnotherProcess() throws {
+    func besideAnotherProcess() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try RoundupStore.open(path: dir.appendingPathComponent("roundup-data/roundup.sqlite").path)
         try store.updateUser("held_open", UserUpdate(name: .set("x")), now: t0)
-        #expect(try run("users", "bind", "p9", "o_p9").status == 0)
-        let list = try run("users", "list", "--json")
+        #expect(try await run("users", "bind", "p9", "o_p9").status == 0)
+        let list = try await run("users", "list", "--json")
         let ids = (try parseJSON(list.stdout)["users"] as? [[String: Any]])?.compactMap { $0["im_user_id"] as? String }
         #expect(ids == ["held_open", "p9"])
         #expect(try store.user("p9")?.openid == "o_p9")
@@ -183,20 +183,20 @@ struct RosterCLITests {
 @Suite("roundup usersig")
 struct UserSigCLITests {
     @Test("usersig prints a UserSig that verifies for the admin (or given) identifier, and refuses without a secret key")
-    func usersig() throws {
+    func usersig() async throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let env = ["ROUNDUP_IM_SDK_APP_ID": "1400000000", "ROUNDUP_IM_SECRET_KEY": "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"]
-        let admin = try runRoundup(["usersig"], in: dir, environment: env)
+        let admin = try await runRoundup(["usersig"], in: dir, environment: env)
         #expect(admin.status == 0)
         let now = Int64(Date().timeIntervalSince1970)
         let sig = admin.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let verified = try UserSig.verify(sig, sdkAppID: 1_400_000_000, key: env["ROUNDUP_IM_SECRET_KEY"]!, identifier: "administrator", now: now)
         #expect(verified.expire == 86_400)
-        let other = try runRoundup(["usersig", "parent_001", "--expire", "600"], in: dir, environment: env)
+        let other = try await runRoundup(["usersig", "parent_001", "--expire", "600"], in: dir, environment: env)
         let sig2 = other.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try UserSig.verify(sig2, sdkAppID: 1_400_000_000, key: env["ROUNDUP_IM_SECRET_KEY"]!, identifier: "parent_001", now: now).expire == 600)
-        let missing = try runRoundup(["usersig"], in: dir)
+        let missing = try await runRoundup(["usersig"], in: dir)
         #expect(missing.status == 1)
         #expect(missing.stdout.isEmpty)
     }
@@ -205,21 +205,21 @@ struct UserSigCLITests {
 @Suite("roundup backup and check")
 struct MaintenanceCLITests {
     @Test("backup copies the database online into a new 0600 file, refuses to overwrite, and check says it is sound")
-    func backupAndCheck() throws {
+    func backupAndCheck() async throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         // Another process keeps the database open and writing while the backup runs.
         let store = try RoundupStore.open(path: dir.appendingPathComponent("roundup-data/roundup.sqlite").path)
         try store.updateUser("p1", UserUpdate(openid: .set("o1"), name: .set("王芳")), now: t0)
         let copy = dir.appendingPathComponent("copy.sqlite").path
-        let r = try runRoundup(["backup", copy], in: dir)
+        let r = try await runRoundup(["backup", copy], in: dir)
         #expect(r.status == 0)
         let mode = try #require(FileManager.default.attributesOfItem(atPath: copy)[.posixPermissions] as? Int)
         #expect(mode & 0o777 == 0o600)
         let restored = try RoundupStore.open(path: copy)
         #expect(try restored.user("p1")?.name == "王芳")
-        #expect(try runRoundup(["backup", copy], in: dir).status == 1)
-        let check = try runRoundup(["check"], in: dir)
+        #expect(try await runRoundup(["backup", copy], in: dir).status == 1)
+        let check = try await runRoundup(["check"], in: dir)
         #expect(check.status == 0)
         #expect(check.stdout.contains("is sound"))
         #expect(try store.quickCheck().isEmpty)

@@ -77,11 +77,11 @@ struct DemoTests {
     }
 
     @Test("roundup demo --json runs as a subprocess: exit 0, only JSON lines on stdout, the summary last")
-    func subprocess() throws {
+    func subprocess() async throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let started = Date()
-        let r = try runRoundup(["demo", "--json", "--speed", "20"], in: dir)
+        let r = try await runRoundup(["demo", "--json", "--speed", "20"], in: dir)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(Date().timeIntervalSince(started) < 30)
         let lines = r.stdout.split(separator: "\n").map(String.init)

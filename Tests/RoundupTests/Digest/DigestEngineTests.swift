@@ -248,6 +248,51 @@ struct DigestEngineTests {
         }
     }
 
+    @Test("a token that cannot be had leaves the digest open for a backoff retry: never `sending`, WeChat never called")
+    func tokenUnavailable() async throws {
+        try await withWorld { w in
+            try bind(w, "parent_001", openid: "oP1")
+            await w.wechat.script.failTokenRequests(-1)
+            try await message(w, to: "parent_001", key: "k1")
+            w.h.clock.advance(by: 600)
+            await w.runtime.engine.runOnce()
+            let d = try #require(try w.h.store.digests(for: "parent_001").first)
+            let after = try #require(try w.h.store.digestSummary(d.id))
+            #expect(after.state == .open)
+            #expect(after.errcode == "-1")
+            #expect(after.dueAt == w.h.clock.timestamp + DigestEngine.retryBase)
+            #expect(try w.h.store.dueDigest(d.id)?.attempts == 1)
+            #expect(await w.wechat.script.sendAttempts == 0)
+            let log = try w.h.store.digestLog(d.id).map(\.detail)
+            #expect(!log.contains { $0.hasPrefix("sending") }, "\(log)")
+            #expect(log.contains { $0.contains("errcode -1") && $0.contains("try 2") }, "\(log)")
+            w.h.clock.advance(by: 30)
+            await w.runtime.engine.runOnce()
+            #expect(try w.h.store.digestSummary(d.id)?.state == .sent)
+            #expect(await w.wechat.script.accepted.count == 1)
+            #expect(try w.h.store.dueDigest(d.id)?.attempts == 2)
+        }
+    }
+
+    @Test("a token refused for configuration (40164) holds the digest straight from open, with nothing spent")
+    func tokenConfigError() async throws {
+        try await withWorld { w in
+            try bind(w, "parent_001", openid: "oP1")
+            await w.wechat.script.failTokenRequests(40164)
+            try await message(w, to: "parent_001", key: "k1")
+            w.h.clock.advance(by: 600)
+            await w.runtime.engine.runOnce()
+            let d = try #require(try w.h.store.digests(for: "parent_001").first)
+            let after = try #require(try w.h.store.digestSummary(d.id))
+            #expect(after.state == .held)
+            #expect(after.reason == .configError)
+            #expect(after.errcode == "40164")
+            #expect(await w.wechat.script.sendAttempts == 0)
+            #expect(try w.h.store.credit(openid: "oP1", templateID: "T1")?.count == 1)
+            #expect(!(try w.h.store.digestLog(d.id).contains { $0.detail.hasPrefix("sending") }))
+        }
+    }
+
     @Test("dry run applies every rule but calls nothing and spends nothing")
     func dryRun() async throws {
         try await withWorld(dryRun: true) { w in

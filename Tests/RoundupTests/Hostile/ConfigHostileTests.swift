@@ -89,17 +89,17 @@ struct ConfigHostileTests {
     }
 
     @Test("mutated YAML never crashes the loader, and every problem it reports names a key path")
-    func mutatedYAML() {
-        HostileLoop.run(
+    func mutatedYAML() async throws {
+        try await HostileLoop.run(
             area: "config-yaml", folder: "config", ext: ".yaml", count: 800,
             generate: { Self.mutator.generate(&$0) }, bytes: { $0 },
             check: { HostileOracles.config(String(decoding: $0, as: UTF8.self)) })
     }
 
     @Test("a valid config with any one key renamed is refused, and a problem names the renamed key's path")
-    func renamedKey() {
+    func renamedKey() async throws {
         let known = Set(Self.validSeeds.flatMap { Self.keyPaths($0).map { $0.path.split(separator: ".").last.map(String.init) ?? "" } })
-        HostileLoop.run(
+        try await HostileLoop.run(
             area: "config-rename", folder: "config", ext: ".yaml", count: 150,
             generate: { rng -> (text: [UInt8], path: String) in
                 let text = rng.pick(Self.validSeeds)
@@ -138,8 +138,8 @@ struct ConfigHostileTests {
     }
 
     @Test("a hostile ROUNDUP_* value is refused under its key path and names the variable, or loads cleanly")
-    func hostileEnvironment() {
-        HostileLoop.run(
+    func hostileEnvironment() async throws {
+        try await HostileLoop.run(
             area: "config-env", folder: "config", ext: ".txt", count: 300,
             generate: { rng -> (key: String, value: String) in
                 (rng.pick(ConfigLoader.scalarKeys), rng.pick(Mutator.yamlScalars + Mutator.hostileNumbers + ["", " ", "\u{0}", "\n"]))
@@ -165,7 +165,7 @@ struct ConfigHostileTests {
     }
 
     @Test("roundup config check on mutated files exits 0 or 2, never crashes, and prints each problem with its key path")
-    func cliCheck() throws {
+    func cliCheck() async throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         var refused = 0
@@ -173,7 +173,7 @@ struct ConfigHostileTests {
             var rng = HostileRandom(seed: seed)
             let file = dir.appendingPathComponent("roundup.yaml")
             try Data(Self.mutator.generate(&rng)).write(to: file)
-            let r = try runRoundup(["config", "check", "--config", file.path], in: dir)
+            let r = try await runRoundup(["config", "check", "--config", file.path], in: dir)
             #expect(r.status == 0 || r.status == 2, "case \(HostileSettings.hex(seed)): exit \(r.status)\n\(r.stderr)")
             if r.status == 2 {
                 refused += 1

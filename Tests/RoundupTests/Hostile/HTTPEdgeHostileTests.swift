@@ -37,7 +37,7 @@ struct HTTPEdgeHostileTests {
         let commands = IMCallbackCommand.allCases.map(\.rawValue) + ["Unknown.Command"]
         let mutator = IMCallbackHostileTests.mutator
         try await h.runtime.buildApplication().test(.router) { (client: any TestClientProtocol) async throws in
-            let ran = try await HostileLoop.runAsync(
+            let ran = try await HostileLoop.run(
                 area: "http-im", folder: "im", ext: ".json", count: 200,
                 generate: { rng in (command: rng.pick(commands), body: mutator.generate(&rng)) },
                 bytes: { $0.body },
@@ -68,7 +68,7 @@ struct HTTPEdgeHostileTests {
         let safeSeeds = ["safe-mode-official.json", "compatible-mode.json"].map { HostileSeeds.bytes(TestSupport.fixture("wechat/\($0)")) }
         let safeMutator = Mutator(format: .json, seeds: safeSeeds)
         try await h.runtime.buildApplication().test(.router) { (client: any TestClientProtocol) async throws in
-            try await HostileLoop.runAsync(
+            try await HostileLoop.run(
                 area: "http-wechat", folder: "wechat", ext: ".txt", count: 200,
                 generate: { rng -> (query: String, body: [UInt8]) in
                     switch rng.below(10) {

@@ -14,39 +14,11 @@ enum HostileLoop {
         return (0..<HostileSettings.cases(count)).map { HostileSettings.caseSeed(area: area, index: $0) }
     }
 
-    /// Generates and checks `count` cases; returns how many ran.
+    /// Generates and checks `count` cases; returns how many ran. The loop yields every few
+    /// cases: the cooperative pool has one thread per core, and a loop that held one for seconds
+    /// would stall every other test's server and clients in the meantime.
     @discardableResult
     static func run<Input>(
-        area: String, folder: String, ext: String, count: Int,
-        generate: (inout HostileRandom) -> Input, bytes: (Input) -> [UInt8], check: (Input) -> [String],
-        sourceLocation: SourceLocation = #_sourceLocation
-    ) -> Int {
-        let crashGuard = CrashGuard(area: folder, ext: ext)
-        let seeds = seeds(area: area, count: count)
-        var failures = 0
-        for seed in seeds {
-            var rng = HostileRandom(seed: seed)
-            let input = generate(&rng)
-            let raw = bytes(input)
-            crashGuard.arm(raw, seed: seed)
-            let problems = check(input)
-            crashGuard.disarm()
-            if !problems.isEmpty {
-                failures += 1
-                if failures <= reportedFailures {
-                    report(area: area, folder: folder, ext: ext, seed: seed, input: raw, problems: problems, sourceLocation: sourceLocation)
-                }
-            }
-        }
-        if failures > reportedFailures {
-            Issue.record("\(area): \(failures - reportedFailures) more failing cases of \(seeds.count)", sourceLocation: sourceLocation)
-        }
-        return seeds.count
-    }
-
-    /// The same for checks that must await (the HTTP edge).
-    @discardableResult
-    static func runAsync<Input>(
         area: String, folder: String, ext: String, count: Int,
         generate: (inout HostileRandom) -> Input, bytes: (Input) -> [UInt8], check: (Input) async throws -> [String],
         sourceLocation: SourceLocation = #_sourceLocation
@@ -54,7 +26,8 @@ enum HostileLoop {
         let crashGuard = CrashGuard(area: folder, ext: ext)
         let seeds = seeds(area: area, count: count)
         var failures = 0
-        for seed in seeds {
+        for (index, seed) in seeds.enumerated() {
+            if index % 16 == 15 { await Task.yield() }
             var rng = HostileRandom(seed: seed)
             let input = generate(&rng)
             let raw = bytes(input)

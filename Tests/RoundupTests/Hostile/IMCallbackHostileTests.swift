@@ -25,8 +25,8 @@ struct IMCallbackHostileTests {
     }
 
     @Test("mutated callback bodies never crash the decoder, and whatever decodes is complete and one line")
-    func mutatedCallbacks() {
-        let ran = HostileLoop.run(
+    func mutatedCallbacks() async throws {
+        let ran = try await HostileLoop.run(
             area: "im-callback", folder: "im", ext: ".json", count: 6000,
             generate: { rng in (command: rng.pick(Self.commands), body: Self.mutator.generate(&rng)) },
             bytes: { $0.body },
@@ -35,8 +35,8 @@ struct IMCallbackHostileTests {
     }
 
     @Test("IMJSON on mutated JSON: bounded depth, a lossless round trip, and it reads all that Foundation reads")
-    func mutatedJSON() {
-        HostileLoop.run(
+    func mutatedJSON() async throws {
+        try await HostileLoop.run(
             area: "im-json", folder: "im", ext: ".json", count: 5000,
             generate: { Self.mutator.generate(&$0) }, bytes: { $0 }, check: HostileOracles.imJSON)
     }

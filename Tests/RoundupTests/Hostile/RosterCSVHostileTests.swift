@@ -50,16 +50,16 @@ struct RosterCSVHostileTests {
     }
 
     @Test("mutated rosters parse to valid unique rows in file order, or every problem names a line of the file")
-    func mutatedRows() {
-        HostileLoop.run(
+    func mutatedRows() async throws {
+        try await HostileLoop.run(
             area: "csv-rows", folder: "csv", ext: ".csv", count: 2000,
             generate: { Self.mutator.generate(&$0) }, bytes: { $0 },
             check: { HostileOracles.rosterRows(String(decoding: $0, as: UTF8.self), knownProfiles: Self.profiles) })
     }
 
     @Test("importing a mutated roster into a database changes all of its rows or nothing")
-    func mutatedImports() {
-        HostileLoop.run(
+    func mutatedImports() async throws {
+        try await HostileLoop.run(
             area: "csv-import", folder: "csv", ext: ".csv", count: 300,
             generate: { Self.mutator.generate(&$0) }, bytes: { $0 },
             check: { bytes in
@@ -72,13 +72,13 @@ struct RosterCSVHostileTests {
     }
 
     @Test("roundup users import refuses a broken roster with exit 1, names its lines, and leaves the users as they were")
-    func cliImport() throws {
+    func cliImport() async throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let base = dir.appendingPathComponent("base.csv")
         try Data(Self.baseline.utf8).write(to: base)
-        #expect(try runRoundup(["users", "import", base.path], in: dir).status == 0)
-        let before = try runRoundup(["users", "list", "--json"], in: dir).stdout
+        #expect(try await runRoundup(["users", "import", base.path], in: dir).status == 0)
+        let before = try await runRoundup(["users", "list", "--json"], in: dir).stdout
         var refused = 0
         for seed in HostileLoop.seeds(area: "csv-cli", count: 40) {
             var rng = HostileRandom(seed: seed)
@@ -87,7 +87,7 @@ struct RosterCSVHostileTests {
             bytes += rng.percent(50) ? Array("\nbad id,,x,\n".utf8) : [0xFF, 0xFE, 0x0A]
             let file = dir.appendingPathComponent("roster.csv")
             try Data(bytes).write(to: file)
-            let r = try runRoundup(["users", "import", file.path], in: dir)
+            let r = try await runRoundup(["users", "import", file.path], in: dir)
             #expect(r.status == 1, "case \(HostileSettings.hex(seed)): \(r.stderr)")
             #expect(r.stdout.isEmpty)
             #expect(r.stderr.contains("line ") || r.stderr.contains("not UTF-8"), "case \(HostileSettings.hex(seed)): \(r.stderr)")
@@ -95,6 +95,6 @@ struct RosterCSVHostileTests {
             if refused >= 6 { break }
         }
         #expect(refused >= 6)
-        #expect(try runRoundup(["users", "list", "--json"], in: dir).stdout == before)
+        #expect(try await runRoundup(["users", "list", "--json"], in: dir).stdout == before)
     }
 }

@@ -62,8 +62,8 @@ struct WeChatPushHostileTests {
     }
 
     @Test("mutated JSON and XML pushes, correctly signed, give an event or a 400: never a crash, a DTD or a foreign encoding")
-    func mutatedPlaintext() {
-        HostileLoop.run(
+    func mutatedPlaintext() async throws {
+        try await HostileLoop.run(
             area: "wechat-plaintext", folder: "wechat", ext: ".txt", count: 2000,
             generate: { rng in rng.percent(45) ? Self.jsonMutator.generate(&rng) : Self.xmlMutator.generate(&rng) },
             bytes: { $0 }, check: { HostileOracles.plaintextPush($0, verifier: Self.plainVerifier, query: Self.plainQuery) })
@@ -126,9 +126,9 @@ struct WeChatPushHostileTests {
     }
 
     @Test("a tampered safe-mode push is refused, or accepted only with exactly its original event")
-    func tamperedEncrypted() {
+    func tamperedEncrypted() async throws {
         let mutators = Self.encrypted.map { Mutator(format: $0.format == .json ? .json : .xml, seeds: [$0.body]) }
-        HostileLoop.run(
+        try await HostileLoop.run(
             area: "wechat-tampered", folder: "wechat", ext: ".txt", count: 500,
             generate: { rng in
                 let index = rng.below(Self.encrypted.count)
@@ -143,9 +143,9 @@ struct WeChatPushHostileTests {
     }
 
     @Test("a damaged Encrypt value, correctly re-signed, decrypts to a complete event or is refused as undecryptable")
-    func resignedCiphertext() {
+    func resignedCiphertext() async throws {
         let mutator = Mutator(format: .base64, seeds: Self.encrypted.map { Array($0.encrypt.utf8) })
-        HostileLoop.run(
+        try await HostileLoop.run(
             area: "wechat-ciphertext", folder: "wechat", ext: ".txt", count: 1500,
             generate: { rng in (index: rng.below(Self.encrypted.count), encrypt: mutator.generate(&rng)) },
             bytes: { $0.encrypt },
@@ -157,11 +157,11 @@ struct WeChatPushHostileTests {
     }
 
     @Test("encrypting any bytes and decrypting gives them back; under another AppID the same ciphertext is refused")
-    func cryptoRoundTrip() throws {
+    func cryptoRoundTrip() async throws {
         let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
         let ours = try PushCrypto(encodingAESKey: key, appID: "wx2c2769f8efd9abc2")
         let theirs = try PushCrypto(encodingAESKey: key, appID: "wx2c2769f8efd9abc3")
-        HostileLoop.run(
+        try await HostileLoop.run(
             area: "wechat-crypto", folder: "wechat", ext: ".bin", count: 300,
             generate: { rng in
                 let length = rng.pick([0, 1, 11, 12, 15, 16, 31, 32, 33, 100, 1000, 5000])
@@ -183,11 +183,11 @@ struct WeChatPushHostileTests {
     }
 
     @Test("mutated query strings pass the server check only with the right signature")
-    func mutatedQueries() {
+    func mutatedQueries() async throws {
         let seeds = HostileSeeds.files("wechat", extensions: ["query"]).map { HostileSeeds.text($0).trimmingCharacters(in: .whitespacesAndNewlines) }
         #expect(HostileOracles.serverCheck(seeds.first { $0.contains("486452656") } ?? "", verifier: Self.plainVerifier).isEmpty)
         let mutator = Mutator(format: .query, texts: seeds)
-        HostileLoop.run(
+        try await HostileLoop.run(
             area: "wechat-query", folder: "wechat", ext: ".query", count: 2500,
             generate: { mutator.generate(&$0) }, bytes: { $0 },
             check: { HostileOracles.serverCheck(String(decoding: $0, as: UTF8.self), verifier: Self.plainVerifier) })

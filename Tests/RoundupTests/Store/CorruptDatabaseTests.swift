@@ -65,7 +65,7 @@ struct CorruptDatabaseTests {
         }
 
         func run(_ arguments: [String]) async throws -> ProcessResult {
-            try await runRoundupBounded(arguments + ["--config", config], in: dir)
+            try await runRoundup(arguments + ["--config", config], in: dir)
         }
     }
 
@@ -172,49 +172,4 @@ struct CorruptDatabaseTests {
         #expect(check.stderr.lowercased().contains("page "), "\(check.stderr)")
         #expect(check.stderr.contains("restore it from a backup"))
     }
-}
-
-/// Runs the `roundup` binary like `runRoundup`, but kills it after `timeout` seconds, so a
-/// `serve` that starts when it should have refused fails the test instead of hanging it.
-func runRoundupBounded(_ arguments: [String], in directory: URL, timeout: Double = 120) async throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = TestSupport.roundupBinary
-    process.arguments = arguments
-    process.currentDirectoryURL = directory
-    process.environment = ["PATH": "/usr/bin:/bin", "HOME": directory.path, "NO_COLOR": "1"]
-    let id = UUID().uuidString
-    let outURL = directory.appendingPathComponent("stdout-\(id)"), errURL = directory.appendingPathComponent("stderr-\(id)")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    defer {
-        try? FileManager.default.removeItem(at: outURL)
-        try? FileManager.default.removeItem(at: errURL)
-    }
-    process.standardOutput = try FileHandle(forWritingTo: outURL)
-    process.standardError = try FileHandle(forWritingTo: errURL)
-    process.standardInput = FileHandle.nullDevice
-    let finished = Mutex(false)
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        process.terminationHandler = { _ in
-            finished.withLock { $0 = true }
-            continuation.resume()
-        }
-        do {
-            try process.run()
-        } catch {
-            process.terminationHandler = nil
-            continuation.resume(throwing: error)
-            return
-        }
-        let pid = process.processIdentifier
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-            // Still running after the bound: only a serve that started can be; stop it (by its
-            // own pid, checked under the lock so an exited process's pid is never signalled).
-            finished.withLock { done in if !done { kill(pid, SIGKILL) } }
-        }
-    }
-    return ProcessResult(
-        status: process.terminationStatus,
-        stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
-        stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Roundup
@@ -48,9 +49,12 @@ struct ProcessResult {
 }
 
 /// Runs the `roundup` binary with arguments, in a working directory, with a clean environment.
+/// It waits without holding a thread of the cooperative pool (a blocking wait there stalls every
+/// other test's servers and clients), and kills the process after `timeout` seconds, so a
+/// `serve` that starts when it should have refused fails the test instead of hanging it.
 func runRoundup(
-    _ arguments: [String], in directory: URL, environment: [String: String] = [:], stdin: String? = nil
-) throws -> ProcessResult {
+    _ arguments: [String], in directory: URL, environment: [String: String] = [:], stdin: String? = nil, timeout: Double = 120
+) async throws -> ProcessResult {
     let process = Process()
     process.executableURL = TestSupport.roundupBinary
     process.arguments = arguments
@@ -58,26 +62,45 @@ func runRoundup(
     var env = ["PATH": "/usr/bin:/bin", "HOME": directory.path, "NO_COLOR": "1"]
     env.merge(environment) { _, new in new }
     process.environment = env
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
+    // Output goes to files outside `directory`: pipes would need a reader thread each, and
+    // tests look at what a command leaves in its directory.
+    let outputs = try TestSupport.temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: outputs) }
+    let outURL = outputs.appendingPathComponent("stdout"), errURL = outputs.appendingPathComponent("stderr")
+    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: outURL)
+    process.standardError = try FileHandle(forWritingTo: errURL)
     if let stdin {
-        let input = Pipe()
-        process.standardInput = input
-        input.fileHandleForWriting.write(Data(stdin.utf8))
-        try input.fileHandleForWriting.close()
+        let inURL = outputs.appendingPathComponent("stdin")
+        try Data(stdin.utf8).write(to: inURL)
+        process.standardInput = try FileHandle(forReadingFrom: inURL)
     } else {
         process.standardInput = FileHandle.nullDevice
     }
-    try process.run()
-    // Read both pipes before waiting, so a large output cannot block the child.
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    let finished = Mutex(false)
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        process.terminationHandler = { _ in
+            finished.withLock { $0 = true }
+            continuation.resume()
+        }
+        do {
+            try process.run()
+        } catch {
+            process.terminationHandler = nil
+            continuation.resume(throwing: error)
+            return
+        }
+        let pid = process.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+            // Checked under the lock, so an exited process's pid is never signalled.
+            finished.withLock { done in if !done { kill(pid, SIGKILL) } }
+        }
+    }
     return ProcessResult(
         status: process.terminationStatus,
-        stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errData, as: UTF8.self))
+        stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
 }
 
 /// Parses a JSON document printed by a command.
