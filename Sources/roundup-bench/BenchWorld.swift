@@ -38,25 +38,9 @@ struct BenchWorld: Sendable {
             storage:
               path: "\(databasePath)"
               synchronous: \(synchronous)
-            wechat:
-              app_id: "\(wechat.appID)"
-              app_secret: "\(wechat.secret)"
-              api_base_url: "\(wechatBase)"
-            im:
-              sdk_app_id: \(im.sdkAppID)
-              secret_key: "\(im.secretKey)"
-              admin_identifier: "\(im.adminIdentifier)"
-              callback_token: "\(BenchIDs.callbackToken)"
-              api_base_url: "\(imBase)"
-            templates:
-              - id: \(BenchIDs.templateID)
-                kind: one_time
-                page: "pages/chat/index?peer={{from}}"
-                fields:
-                  thing1: "{{first_sender}}等{{sender_count}}人"
-                  number2: "{{count}}"
-                  thing3: { value: "{{preview}}", fallback: "您有新消息" }
-                  time4: "{{last_time}}"
+            \(FakeConfigYAML.wechat(wechat, baseURL: wechatBase))\
+            \(FakeConfigYAML.im(im, baseURL: imBase, callbackToken: BenchIDs.callbackToken))\
+            \(FakeConfigYAML.template(id: BenchIDs.templateID))\
             digest:
             \(digest.isEmpty ? "  window: 10m\n" : digest)
             """

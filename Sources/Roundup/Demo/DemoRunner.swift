@@ -46,26 +46,9 @@ public struct DemoRunner: Sendable {
           admin_token: "\(adminToken)"
         storage:
           path: "\(databasePath)"
-        wechat:
-          app_id: "\(wechat.appID)"
-          app_secret: "\(wechat.secret)"
-          push_token: "\(pushToken)"
-          api_base_url: "\(wechatBaseURL)"
-        im:
-          sdk_app_id: \(im.sdkAppID)
-          secret_key: "\(im.secretKey)"
-          admin_identifier: "\(im.adminIdentifier)"
-          callback_token: "\(callbackToken)"
-          api_base_url: "\(imBaseURL)"
-        templates:
-          - id: \(templateID)
-            kind: one_time
-            page: "pages/chat/index?peer={{from}}"
-            fields:
-              thing1: "{{first_sender}}等{{sender_count}}人"
-              number2: "{{count}}"
-              thing3: { value: "{{preview}}", fallback: "您有新消息" }
-              time4: "{{last_time}}"
+        \(FakeConfigYAML.wechat(wechat, baseURL: wechatBaseURL, pushToken: pushToken))\
+        \(FakeConfigYAML.im(im, baseURL: imBaseURL, callbackToken: callbackToken))\
+        \(FakeConfigYAML.template(id: templateID))\
         digest:
           window: 3s
           max_messages: 20

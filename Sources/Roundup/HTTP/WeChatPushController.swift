@@ -44,7 +44,7 @@ struct WeChatPushController: Sendable {
         }
         do {
             return try WeChatPushVerifier(settings: settings)
-        } catch let error as WeChatPushError {
+        } catch {
             throw APIError(.serviceUnavailable, error.description)
         }
     }

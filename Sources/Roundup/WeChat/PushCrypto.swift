@@ -51,7 +51,7 @@ public struct PushCrypto: Sendable {
         guard msgLength <= full.endIndex - msgStart else { throw .undecryptable("msg_len exceeds the plaintext") }
         let msg = full[msgStart..<msgStart + msgLength]
         let trailingAppID = full[(msgStart + msgLength)...]
-        guard wechatConstantTimeEquals(Array(trailingAppID), Array(appID.utf8)) else { throw .appIDMismatch }
+        guard constantTimeEquals(Array(trailingAppID), Array(appID.utf8)) else { throw .appIDMismatch }
         return Data(msg)
     }
 

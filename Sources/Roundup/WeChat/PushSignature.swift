@@ -25,14 +25,6 @@ public enum PushSignature {
         _ signature: String, token: String, timestamp: String, nonce: String, encrypt: String? = nil
     ) -> Bool {
         let expected = compute(token: token, timestamp: timestamp, nonce: nonce, encrypt: encrypt)
-        return wechatConstantTimeEquals(Array(expected.utf8), Array(signature.lowercased().utf8))
+        return constantTimeEquals(Array(expected.utf8), Array(signature.lowercased().utf8))
     }
-}
-
-/// Byte equality whose running time depends only on the lengths, so a forger learns nothing from timing.
-func wechatConstantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    guard a.count == b.count else { return false }
-    var difference: UInt8 = 0
-    for index in a.indices { difference |= a[index] ^ b[index] }
-    return difference == 0
 }

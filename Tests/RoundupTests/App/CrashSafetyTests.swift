@@ -207,23 +207,8 @@ private enum CrashSeed {
         ?? UInt64.random(in: 1...UInt64(UInt32.max))
 
     /// A generator for one test, so the tests' draws do not depend on their order.
-    static func generator(for test: String) -> CrashKillPointRandom {
-        CrashKillPointRandom(seed: test.utf8.reduce(value) { ($0 &* 31) &+ UInt64($1) })
-    }
-}
-
-/// SplitMix64: small, seedable and good enough to pick kill points.
-private struct CrashKillPointRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+    static func generator(for test: String) -> SplitMix64 {
+        SplitMix64(seed: test.utf8.reduce(value) { ($0 &* 31) &+ UInt64($1) })
     }
 }
 
@@ -292,25 +277,9 @@ private struct CrashRig: Sendable {
           port: 0
         storage:
           path: "\(databasePath)"
-        wechat:
-          app_id: "\(wechat.appID)"
-          app_secret: "\(wechat.secret)"
-          api_base_url: "\(wechatBase)"
-        im:
-          sdk_app_id: \(im.sdkAppID)
-          secret_key: "\(im.secretKey)"
-          admin_identifier: "\(im.adminIdentifier)"
-          callback_token: "\(CrashRig.callbackToken)"
-          api_base_url: "\(imBase)"
-        templates:
-          - id: \(CrashRig.template)
-            kind: one_time
-            page: "pages/chat/index?peer={{from}}"
-            fields:
-              thing1: "{{first_sender}}等{{sender_count}}人"
-              number2: "{{count}}"
-              thing3: { value: "{{preview}}", fallback: "您有新消息" }
-              time4: "{{last_time}}"
+        \(FakeConfigYAML.wechat(wechat, baseURL: wechatBase))\
+        \(FakeConfigYAML.im(im, baseURL: imBase, callbackToken: CrashRig.callbackToken))\
+        \(FakeConfigYAML.template(id: CrashRig.template))\
         digest:
           window: 10m
           max_messages: 1000

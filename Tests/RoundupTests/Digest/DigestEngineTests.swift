@@ -12,16 +12,8 @@ struct DigestEngineTests {
         wechat:
           app_id: wx_fake_app_id
           app_secret: fake_app_secret
-        templates:
-          - id: T1
-            page: "pages/chat/index?peer={{from}}"
-            fields:
-              thing1: "{{first_sender}}等{{sender_count}}人"
-              number2: "{{count}}"
-              thing3: { value: "{{preview}}", fallback: "您有新消息" }
-              time4: "{{last_time}}"
 
-        """
+        """ + FakeConfigYAML.template(id: "T1")
 
     /// Everything one test needs, torn down by `remove()`.
     struct World {

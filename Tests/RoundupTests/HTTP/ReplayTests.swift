@@ -12,7 +12,7 @@ import Testing
 /// timestamp and nonce they are re-sent with; admin credit grants by `idempotency_key`.
 @Suite("Replays")
 struct ReplayTests {
-    static let ok = #"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}"#
+    static let ok = IMCallbackController.okBody
 
     // MARK: IM callbacks
 

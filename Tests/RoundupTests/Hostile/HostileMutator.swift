@@ -450,6 +450,7 @@ struct Mutator: Sendable {
         }
     }
 
+    /// The first index of `needle` in `haystack` at or after `from`.
     static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int = 0) -> Int? {
         guard !needle.isEmpty, haystack.count >= needle.count, from <= haystack.count - needle.count else { return nil }
         var i = from

@@ -1,29 +1,7 @@
 import Foundation
 
-/// The SplitMix64 generator (Steele, Lea, Flood 2014): tiny and seedable, so every generated case is a
-/// pure function of its seed and any failure can be replayed from the seed printed with it.
-struct HostileRandom: RandomNumberGenerator, Sendable {
-    private(set) var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A uniform integer in `0..<n` (n > 0).
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-
-    /// True with probability `percent` / 100.
-    mutating func percent(_ percent: Int) -> Bool { below(100) < percent }
-
-    /// One element of a non-empty array.
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-}
+/// The generator of every hostile case: SplitMix64, seeded per case.
+typealias HostileRandom = SplitMix64
 
 /// How many cases the generative suites run and from which seed, overridable from the environment
 /// for longer local runs: `ROUNDUP_HOSTILE_SEED` (base seed), `ROUNDUP_HOSTILE_SCALE` (multiplies

@@ -77,15 +77,5 @@ struct DigestFixtures {
 
 /// The config the operator tests use: one template and the default Shanghai time zone.
 enum OperatorTestConfig {
-    static let yaml = """
-        templates:
-          - id: T1
-            page: "pages/chat/index?peer={{from}}"
-            fields:
-              thing1: "{{first_sender}}等{{sender_count}}人"
-              number2: "{{count}}"
-              thing3: { value: "{{preview}}", fallback: "您有新消息" }
-              time4: "{{last_time}}"
-
-        """
+    static let yaml = FakeConfigYAML.template(id: "T1")
 }

@@ -1,4 +1,6 @@
+import Dispatch
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Roundup
@@ -50,12 +52,12 @@ struct GroupCommitterTests {
         let temp = try TempStore()
         defer { temp.remove() }
         let committer = GroupCommitter(store: temp.store)
-        // A slow job holds the writer; the next one's short deadline passes while it waits.
+        // A job holds the writer until the next one's short deadline has passed while it waited.
+        let release = DispatchSemaphore(value: 0)
         let (started, starting) = AsyncStream<Void>.makeStream()
-        async let slow: Void = committer.perform(timeout: .seconds(30)) { _ in
+        async let slow: Void = committer.perform(timeout: .seconds(60)) { _ in
             starting.yield()
-            // Long beside the next job's 100 ms deadline, so a busy machine cannot blur the two.
-            Thread.sleep(forTimeInterval: 2)
+            _ = release.wait(timeout: .now() + 60)
         }
         for await _ in started { break }
         await #expect(throws: CommitError.timedOut) {
@@ -63,6 +65,7 @@ struct GroupCommitterTests {
                 try tx.insertMessage(NewMessage(msgKey: "late", recipient: "p", sender: "t", msgTime: 1, receivedAt: t0, summary: "x"))
             }
         }
+        release.signal()
         try await slow
         // Later work still flows, and the shed job was skipped, not written.
         let after = try await committer.perform(timeout: .seconds(5)) { tx in
@@ -77,31 +80,48 @@ struct GroupCommitterTests {
         let temp = try TempStore()
         defer { temp.remove() }
         let committer = GroupCommitter(store: temp.store, maxQueued: 10)
-        // A slow job holds the writer while 30 more arrive.
+        // A job holds the writer until all 30 more have arrived (however slowly this machine
+        // starts them): 10 fit in the queue, 20 are refused.
+        let release = DispatchSemaphore(value: 0)
         let (started, starting) = AsyncStream<Void>.makeStream()
-        async let slow: Void = committer.perform(timeout: .seconds(30)) { _ in
+        async let slow: Void = committer.perform(timeout: .seconds(60)) { _ in
             starting.yield()
-            Thread.sleep(forTimeInterval: 1.5)
+            _ = release.wait(timeout: .now() + 60)
         }
         for await _ in started { break }
-        let refused = await withTaskGroup(of: Bool.self) { group in
+        let refusals = RefusalTally()
+        async let refusedCount = withTaskGroup(of: Bool.self) { group in
             for i in 0..<30 {
                 group.addTask {
                     do {
-                        _ = try await committer.perform(timeout: .seconds(30)) { tx in
+                        _ = try await committer.perform(timeout: .seconds(60)) { tx in
                             try tx.insertMessage(NewMessage(msgKey: "q\(i)", recipient: "p", sender: "t", msgTime: 1, receivedAt: t0, summary: "x"))
                         }
                         return false
                     } catch {
-                        return (error as? CommitError) == .overloaded
+                        let refused = (error as? CommitError) == .overloaded
+                        if refused { refusals.count.withLock { $0 += 1 } }
+                        return refused
                     }
                 }
             }
             return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while committer.queuedJobs + refusals.count.withLock({ $0 }) < 30, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(committer.queuedJobs == 10)
+        release.signal()
+        let refused = await refusedCount
         try await slow
         #expect(refused == 20)
         #expect(try temp.store.messages(recipient: "p").count == 10)
         #expect(committer.queuedJobs == 0)
     }
+}
+
+/// Refusals counted as they happen, while the refused callers' group is still running.
+private final class RefusalTally: Sendable {
+    let count = Mutex(0)
 }
