@@ -7,62 +7,29 @@ import Testing
 /// over after SIGKILL, CLI commands beside it, graceful SIGTERM.
 @Suite("roundup serve process", .serialized)
 struct ServeProcessTests {
-    /// A started `serve` whose stderr goes to a file.
-    struct Server {
-        let process: Process
-        let log: URL
-
-        var stderr: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-
-        /// Waits until the log says it listens (or the process ends).
-        func waitUntilListening(timeout: TimeInterval = 60) -> Bool {
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                if stderr.contains("listening") { return true }
-                if !process.isRunning { return false }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-            return false
-        }
-    }
-
-    func start(in dir: URL, name: String) throws -> Server {
-        let log = dir.appendingPathComponent("\(name).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let process = Process()
-        process.executableURL = TestSupport.roundupBinary
-        process.arguments = ["serve"]
-        process.currentDirectoryURL = dir
-        process.environment = ["PATH": "/usr/bin:/bin", "HOME": dir.path, "ROUNDUP_SERVER_PORT": "0"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = try FileHandle(forWritingTo: log)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return Server(process: process, log: log)
-    }
+    /// `serve` on the default config, bound to loopback on a free port.
+    static let loopback = ["ROUNDUP_SERVER_HOST": "127.0.0.1", "ROUNDUP_SERVER_PORT": "0"]
 
     @Test("a second serve on the same database is refused naming the owner, also after the owner was SIGKILLed, and CLI commands work beside it")
     func singleOwner() async throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let first = try start(in: dir, name: "first")
-        defer { if first.process.isRunning { first.process.terminate() } }
-        #expect(first.waitUntilListening())
+        let first = try ServeProcess.start(in: dir, config: nil, environment: Self.loopback)
+        _ = try await first.waitUntilListening()
 
-        let second = try await runRoundup(["serve"], in: dir, environment: ["ROUNDUP_SERVER_PORT": "0"])
+        let second = try await runRoundup(["serve"], in: dir, environment: Self.loopback)
         #expect(second.status == 1)
-        #expect(second.stderr.contains("another roundup serve (pid \(first.process.processIdentifier)) owns"))
+        #expect(second.stderr.contains("another roundup serve (pid \(first.pid)) owns"))
 
         #expect(try await runRoundup(["users", "bind", "p1", "o_p1"], in: dir).status == 0)
         #expect(try await runRoundup(["users", "list", "--json"], in: dir).stdout.contains("o_p1"))
 
-        kill(first.process.processIdentifier, SIGKILL)
-        first.process.waitUntilExit()
-        let third = try start(in: dir, name: "third")
-        #expect(third.waitUntilListening())
-        third.process.terminate()
-        third.process.waitUntilExit()
-        #expect(third.process.terminationStatus == 0)
+        await first.sigkill()
+        #expect(first.wasKilled)
+        let third = try ServeProcess.start(in: dir, config: nil, environment: Self.loopback)
+        _ = try await third.waitUntilListening()
+        await third.terminate()
+        #expect(third.exitStatus == 0, "\(third.output.suffix(2_000))")
     }
 }
 
@@ -162,30 +129,9 @@ struct SecretsInLogsTests {
                            "ROUNDUP_WECHAT_API_BASE_URL": wechatBase, "ROUNDUP_IM_API_BASE_URL": imBase]
                 env.merge(secrets) { a, _ in a }
 
-                let log = dir.appendingPathComponent("serve.log")
-                _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-                let process = Process()
-                process.executableURL = TestSupport.roundupBinary
-                process.arguments = ["serve", "--config", configFile.path, "--log-level", "trace"]
-                process.currentDirectoryURL = dir
-                process.environment = ["PATH": "/usr/bin:/bin", "HOME": dir.path].merging(env) { a, _ in a }
-                let handle = try FileHandle(forWritingTo: log)
-                process.standardOutput = handle
-                process.standardError = handle
-                process.standardInput = FileHandle.nullDevice
-                try process.run()
-                defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
-
-                var port: Int?
-                let deadline = Date().addingTimeInterval(60)
-                while port == nil, Date() < deadline, process.isRunning {
-                    let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-                    if let range = text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                        port = Int(text[range].split(separator: ":").last ?? "")
-                    }
-                    if port == nil { try await Task.sleep(for: .milliseconds(25)) }
-                }
-                let base = "http://127.0.0.1:\(try #require(port))"
+                let serve = try ServeProcess.start(in: dir, config: configFile, logLevel: "trace", environment: env)
+                let port = try await serve.waitUntilListening()
+                let base = "http://127.0.0.1:\(port)"
                 var answers: [String] = []
 
                 // A message in, a binding, a credit from an encrypted (safe-mode) popup push, a flush.
@@ -226,17 +172,13 @@ struct SecretsInLogsTests {
                                                    body: #"{"ToUserName":"gh_secret","Encrypt":"\#(encrypted)"}"#).body)
                 answers.append(try await Self.call("POST", "\(base)/admin/credits", body: #"{"openid":"x","template_id":"nope","count":1}"#, bearer: Self.adminToken).body)
                 let metrics = try await Self.call("GET", "\(base)/metrics").body
-                process.terminate()
-                let exitDeadline = Date().addingTimeInterval(60)
-                while process.isRunning, Date() < exitDeadline { try await Task.sleep(for: .milliseconds(10)) }
-                #expect(!process.isRunning, "serve did not stop on SIGTERM")
-                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-                process.waitUntilExit()
-                #expect(process.terminationStatus == 0)
+                await serve.terminate()
+                #expect(!serve.wasKilled, "serve did not stop on SIGTERM")
+                #expect(serve.exitStatus == 0)
 
                 let check = try await runRoundup(["config", "check", "--config", configFile.path], in: dir, environment: env)
                 #expect(check.status == 0, "config check: \(check.stderr)")
-                let output = try String(contentsOf: log, encoding: .utf8)
+                let output = serve.output
                 #expect(output.contains("listening"))
                 #expect(metrics.contains("roundup_messages_ingested_total 1"))
                 #expect(metrics.contains("roundup_access_token_refreshes_total 1"))

@@ -25,12 +25,13 @@ final class ServeProcess: @unchecked Sendable {
         self.log = log
     }
 
-    static func start(in dir: URL, config: URL, logLevel: String = "info", environment: [String: String] = [:]) throws -> ServeProcess {
+    /// Starts `serve` in `dir` with `config` (nil: the default `./roundup.yaml`, or none).
+    static func start(in dir: URL, config: URL?, logLevel: String = "info", environment: [String: String] = [:]) throws -> ServeProcess {
         let log = dir.appendingPathComponent("serve-\(UUID().uuidString.prefix(8)).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let process = Process()
         process.executableURL = TestSupport.roundupBinary
-        process.arguments = ["serve", "--config", config.path, "--log-level", logLevel]
+        process.arguments = ["serve"] + (config.map { ["--config", $0.path] } ?? []) + ["--log-level", logLevel]
         process.currentDirectoryURL = dir
         var env = ["PATH": "/usr/bin:/bin", "HOME": dir.path]
         env.merge(environment) { _, new in new }
