@@ -446,12 +446,13 @@ public final class DigestEngine: Service, Sendable {
         let cfg = config.snapshot
         let now = clock.timestamp
         do {
-            // The shortest retention of any profile bounds which messages can be old enough.
-            let shortest = ([cfg.digest.policy] + cfg.digest.profiles.keys.sorted().map { cfg.digest.policy(forProfile: $0) })
-                .map(\.retention.milliseconds).min() ?? cfg.digest.policy.retention.milliseconds
+            // The retentions of the default policy and every profile: the shortest bounds which
+            // pending messages can be old enough, the longest which unjoined ones may be dropped.
+            let retentions = ([cfg.digest.policy] + cfg.digest.profiles.keys.map { cfg.digest.policy(forProfile: $0) })
+                .map(\.retention.milliseconds)
+            let shortest = retentions.min() ?? cfg.digest.policy.retention.milliseconds
+            let longest = retentions.max() ?? shortest
             try store.write { tx in
-                let longest = ([cfg.digest.policy] + cfg.digest.profiles.keys.sorted().map { cfg.digest.policy(forProfile: $0) })
-                    .map(\.retention.milliseconds).max() ?? shortest
                 try tx.dropUnjoined(receivedBefore: now - longest, now: now)
                 for d in try tx.activeDigests(withPendingBefore: now - shortest) {
                     let policy = cfg.digest.policy(forProfile: try tx.user(d.user)?.profile)

@@ -87,11 +87,4 @@ extension Request {
         }
         return buffer
     }
-
-    /// A query parameter, matching its name case-insensitively (IM spells `SdkAppid` two ways).
-    func queryValue(_ name: String) -> String? {
-        if let exact = uri.queryParameters.get(name) { return exact }
-        let lower = name.lowercased()
-        return uri.queryParameters.first { String($0.key).lowercased() == lower }.map { String($0.value) }
-    }
 }

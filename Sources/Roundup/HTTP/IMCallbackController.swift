@@ -85,7 +85,8 @@ struct IMCallbackController: Sendable {
     }
 }
 
-/// A request's query parameters, parsed once; names match exactly, else case-insensitively.
+/// A request's query parameters, parsed once; names match exactly, else case-insensitively (IM
+/// spells `SdkAppid` two ways).
 struct QueryValues {
     let parameters: Parameters
 

@@ -218,7 +218,8 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
     func wait(timeout: Duration) async -> Wake {
         let deadline = DispatchWorkItem { [self] in expire() }
         let (seconds, attoseconds) = timeout.components
-        let nanoseconds = Int(clamping: seconds) &* 1_000_000_000 &+ Int(attoseconds / 1_000_000_000)
+        // Clamped to a day first, so a huge timeout cannot overflow into an immediate one.
+        let nanoseconds = Int(clamping: min(seconds, 86_400)) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
         DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(max(0, nanoseconds)), execute: deadline)
         defer { deadline.cancel() }
         return await withTaskCancellationHandler {
