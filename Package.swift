@@ -6,7 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Roundup", targets: ["Roundup"]),
-        .executable(name: "roundup", targets: ["roundup"]),
+        .executable(name: "roundup", targets: ["RoundupCLI"]),
         .executable(name: "roundup-bench", targets: ["roundup-bench"]),
     ],
     dependencies: [
@@ -44,8 +44,10 @@ let package = Package(
             ],
             resources: [.copy("Resources/demo-trace.jsonl")]
         ),
+        // The `roundup` executable. Its folder is Sources/RoundupCLI: a name that differs from the
+        // library's only by case collides with it on a case-insensitive file system.
         .executableTarget(
-            name: "roundup",
+            name: "RoundupCLI",
             dependencies: [
                 "Roundup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -68,7 +70,7 @@ let package = Package(
             name: "RoundupTests",
             dependencies: [
                 "Roundup",
-                "roundup",
+                "RoundupCLI",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

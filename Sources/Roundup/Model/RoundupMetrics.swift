@@ -1,6 +1,24 @@
 import Prometheus
 import Synchronization
 
+/// The fixed names of the database writes whose failure is counted in `roundup_store_errors_total`.
+public enum StoreOperation: String, Sendable, CaseIterable {
+    case ingest
+    case presence
+    case fanout
+    case claim
+    case markSending = "mark_sending"
+    case finish
+    case hold
+    case retime
+    case settle
+    case pause
+    case recover
+    case housekeeping
+    case credits
+    case tokenCache = "token_cache"
+}
+
 /// Every metric of SPEC §8, created at start so each is exported at zero, with bounded labels:
 /// no user, openid, group or message id ever becomes a label. Each instance has its own
 /// registry (no process-wide bootstrap), so parallel tests and the demo do not collide.
@@ -55,6 +73,9 @@ public final class RoundupMetrics: Sendable {
     private let credits = Mutex<[String: Gauge]>([:])
     public let oldestDueAge: Gauge
     private let reloads: [String: Counter]
+    private let storeErrors: [StoreOperation: Counter]
+    /// `roundup_build_info{version}`: 1, so dashboards can tell which version each instance runs.
+    public let buildInfo: Gauge
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -88,6 +109,13 @@ public final class RoundupMetrics: Sendable {
         reloads = Dictionary(uniqueKeysWithValues: ["success", "failure"].map {
             ($0, registry.makeCounter(descriptor: RoundupMetrics.d("roundup_config_reloads_total", "Config reloads, by outcome."), labels: [("outcome", $0)]))
         })
+        storeErrors = Dictionary(uniqueKeysWithValues: StoreOperation.allCases.map {
+            ($0, registry.makeCounter(descriptor: RoundupMetrics.d("roundup_store_errors_total", "Database writes that failed and were logged, by operation."),
+                                      labels: [("operation", $0.rawValue)]))
+        })
+        buildInfo = registry.makeGauge(descriptor: RoundupMetrics.d("roundup_build_info", "Always 1; the label names the running version."),
+                                       labels: [("version", RoundupVersion.current)])
+        buildInfo.set(1)
     }
 
     /// Counts a callback; unknown commands count as `other`.
@@ -121,6 +149,9 @@ public final class RoundupMetrics: Sendable {
         }
         gauge.set(Int64(count))
     }
+
+    /// Counts a database write that failed (it was logged with the digest or message it concerned).
+    public func storeError(_ operation: StoreOperation) { storeErrors[operation]?.increment() }
 
     public func configReload(success: Bool) { reloads[success ? "success" : "failure"]?.increment() }
 

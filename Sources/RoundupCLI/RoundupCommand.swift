@@ -7,6 +7,7 @@ struct RoundupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "roundup",
         abstract: "Collects the IM messages offline users miss and sends one WeChat subscribe message per batch.",
+        version: RoundupVersion.current,
         subcommands: [
             ServeCommand.self, DemoCommand.self, ConfigCommand.self, UsersCommand.self, CreditsCommand.self,
             UserSigCommand.self, BackupCommand.self, CheckCommand.self, PendingCommand.self, ShowCommand.self, ExplainCommand.self, FlushCommand.self,
