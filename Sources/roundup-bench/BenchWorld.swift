@@ -47,21 +47,16 @@ struct BenchWorld: Sendable {
         return try ConfigLoader(environment: [:]).load(yaml: yaml, source: "roundup-bench").config
     }
 
-    /// Runs the real service around `body`: the HTTP application on a free loopback port, the
-    /// group fan-out and (when `engine`) the digest engine, as `roundup serve` runs them. They stop
-    /// when `body` returns or throws.
+    /// Runs the real service around `body`: the HTTP application on a free loopback port and the
+    /// runtime's background services (with the send pipeline when `sending`), as `roundup serve`
+    /// runs them. They stop when `body` returns or throws.
     func runService<T: Sendable>(
-        _ runtime: RoundupRuntime, engine: Bool, _ body: (_ port: Int) async throws -> T
+        _ runtime: RoundupRuntime, sending: Bool, _ body: (_ port: Int) async throws -> T
     ) async throws -> T {
-        try await withThrowingTaskGroup(of: Void.self) { services in
-            if engine { services.addTask { try await runtime.engine.run() } }
-            services.addTask { try await runtime.fanout.run() }
-            let result = try await withLoopbackApplication(logger: logger, { onRunning in
+        try await runtime.withBackgroundServices(sending: sending) {
+            try await withLoopbackApplication(logger: logger, { onRunning in
                 runtime.buildApplication(onServerRunning: onRunning)
             }, body)
-            services.cancelAll()
-            try await services.waitForAll()
-            return result
         }
     }
 }

@@ -45,7 +45,7 @@ struct FlushScenario {
                            target: .atLeast((0.8 * bound).rounded()))
             }
             report.add(n, "\(label): total time for \(users) digests", seconds, .seconds)
-            report.add(n, "\(label): engine passes", Double(passes), .count)
+            report.add(n, "\(label): scheduler passes", Double(passes), .count)
             report.check(n, "\(label): digests sent", sent, expected: users, failure: "\(sent) of \(users) digests ended sent (\(label))")
             report.check(n, "\(label): sends accepted by WeChat", accepted, expected: users,
                          failure: "WeChat accepted \(accepted) sends for \(users) digests (\(label))")
@@ -69,13 +69,13 @@ struct FlushScenario {
             try Self.seed(runtime.store, users: users)
             // The HTTP service runs as in production; the engine is driven pass by pass (as its
             // own loop would, back to back while digests are due) so the time is exact.
-            let (elapsed, passes) = try await world.runService(runtime, engine: false) { _ in
+            let (elapsed, passes) = try await world.runService(runtime, sending: false) { _ in
                 let start = ContinuousClock.now
                 var passes = 0
                 // Bounded: a pass takes up to 1,000 due digests; a few spare passes, and 10 minutes.
                 while passes < users / 1000 + 10, seconds(since: start) < 600 {
                     passes += 1
-                    if await runtime.engine.runOnce() == 0 { break }
+                    if await runtime.scheduler.runOnce() == 0 { break }
                 }
                 return (seconds(since: start), passes)
             }

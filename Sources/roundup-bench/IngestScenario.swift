@@ -29,7 +29,7 @@ struct IngestScenario {
             let runtime = try RoundupRuntime(config: config, logger: logger)
             // The recipients are offline (an unknown user counts as offline too; this is explicit).
             for i in 0..<users { runtime.presence.apply(user: BenchIDs.parent(i), online: false, eventTime: 0) }
-            let phases = try await world.runService(runtime, engine: true) { port in
+            let phases = try await world.runService(runtime, sending: true) { port in
                 var phases: [Phase] = []
                 let warm = C2CMessageWriter(prefix: "warm-", users: users)
                 let warmFor = min(2, duration / 5)

@@ -34,7 +34,7 @@ struct PresenceScenario {
         let httpUsers = self.httpUsers, connections = self.connections, duration = self.duration
         let http = try await BenchWorld.with(logger: logger) { world in
             let runtime = try RoundupRuntime(config: try world.config(), logger: logger)
-            let result = try await world.runService(runtime, engine: true) { port in
+            let result = try await world.runService(runtime, sending: true) { port in
                 progress("presence: State.StateChange callbacks for \(httpUsers) users, \(connections) connections, \(IngestScenario.short(duration)) s")
                 return try await LoadGenerator.run(
                     port: port, plan: LoadPlan(connections: connections, mode: .closedLoop, duration: duration, maxRequests: 10_000_000),

@@ -5,7 +5,7 @@ import Roundup
 /// `startup`: a database with a million pending messages (in open digests of many users, due
 /// later) is built and closed; then the service starts on it, as `roundup serve` does, and the
 /// time to ready is measured. Ready means both: `/healthz` answered 200, and the engine finished
-/// what `DigestEngine.run` does before its first wait (recover interrupted sends, housekeeping,
+/// what the scheduler and housekeeper do before its first wait (recover interrupted sends, housekeeping,
 /// one pass). Both start together, as in `serve`; ready is when the later one is done.
 struct StartupScenario {
     var messages: Int
@@ -74,13 +74,13 @@ struct StartupScenario {
         f.wired = seconds(since: t0)
         let engineDone = try await withThrowingTaskGroup(of: Double.self) { group in
             group.addTask {
-                // What DigestEngine.run does before it first waits.
+                // What the scheduler and the housekeeper do before they first wait.
                 _ = try runtime.store.recoverInterruptedSends(now: clock.timestamp)
-                runtime.engine.housekeeping()
-                await runtime.engine.runOnce()
+                await runtime.housekeeper.runOnce()
+                await runtime.scheduler.runOnce()
                 return seconds(since: t0)
             }
-            let (listening, healthy, ok) = try await world.runService(runtime, engine: false) { port in
+            let (listening, healthy, ok) = try await world.runService(runtime, sending: false) { port in
                 let listening = seconds(since: t0)
                 let health = try await LoadGenerator.run(
                     port: port, plan: LoadPlan(connections: 1, mode: .closedLoop, duration: 30, maxRequests: 1), writer: HealthWriter())

@@ -16,18 +16,18 @@ public final class ConfigReloader: Service, Sendable {
     let path: String?
     let loader: ConfigLoader
     let live: LiveConfig
-    let engine: DigestEngine
+    let scheduler: DigestScheduler
     let store: RoundupStore
     let metrics: RoundupMetrics
     let logger: Logger
     let clock: any WallClock
 
-    public init(path: String?, loader: ConfigLoader, live: LiveConfig, engine: DigestEngine, store: RoundupStore,
+    public init(path: String?, loader: ConfigLoader, live: LiveConfig, scheduler: DigestScheduler, store: RoundupStore,
                 metrics: RoundupMetrics, logger: Logger, clock: any WallClock) {
         self.path = path
         self.loader = loader
         self.live = live
-        self.engine = engine
+        self.scheduler = scheduler
         self.store = store
         self.metrics = metrics
         self.logger = logger
@@ -50,7 +50,7 @@ public final class ConfigReloader: Service, Sendable {
                 let modified = self.modificationDate()
                 guard signalled || modified != lastModified else { continue }
                 lastModified = modified
-                self.reloadIfChanged()
+                await self.reloadIfChanged()
             }
         }
     }
@@ -63,7 +63,7 @@ public final class ConfigReloader: Service, Sendable {
     /// Loads the file again and applies it when `digest.*` or `templates` changed. Returns
     /// whether the config in force changed.
     @discardableResult
-    public func reloadIfChanged() -> Bool {
+    public func reloadIfChanged() async -> Bool {
         let loaded: LoadedConfig
         do {
             loaded = try loader.load(path: path)
@@ -87,10 +87,15 @@ public final class ConfigReloader: Service, Sendable {
         logger.info("config reloaded: digest and templates in force now")
         if restartNeeded { logger.warning("config changes outside digest.* and templates take effect after a restart") }
         if next.templates != old.templates {
-            try? store.clearSendPauses(now: clock.timestamp, templates: true)
+            do {
+                try await store.clearTemplatePauses()
+            } catch {
+                metrics.storeError(.pause)
+                logger.error("cannot lift the template pauses after a config change", metadata: ["error": "\(error)"])
+            }
         }
-        engine.retimeOpenDigests(reason: "config reloaded")
-        engine.wake()
+        await scheduler.retimeOpenDigests(reason: "config reloaded")
+        scheduler.wake()
         return true
     }
 }

@@ -16,7 +16,12 @@ public struct RoundupRuntime: Sendable {
     public let ingestor: Ingestor
     public let ledger: SubscriptionLedger
     public let fanout: GroupFanout
-    public let engine: DigestEngine
+    /// Sends one digest: presence, render, the WeChat call and its outcome.
+    public let sender: DigestSender
+    /// What is due, and the send pipeline.
+    public let scheduler: DigestScheduler
+    /// Retention and the text purge.
+    public let housekeeper: Housekeeper
     public let clock: any WallClock
     public let logger: Logger
 
@@ -46,23 +51,51 @@ public struct RoundupRuntime: Sendable {
         self.committer = GroupCommitter(store: store)
         self.clock = clock
         self.logger = logger
-        let fanout = GroupFanout(store: store, presence: presence, config: self.config, clock: clock, api: imAPI, logger: logger)
+        let fanout = GroupFanout(store: store, presence: presence, config: self.config, clock: clock, api: imAPI, metrics: metrics, logger: logger)
         self.fanout = fanout
         self.ingestor = Ingestor(
             committer: committer, presence: presence, config: self.config, clock: clock, metrics: metrics, logger: logger,
             onGroupMessage: { fanout.signal() })
         let metrics = self.metrics
-        let sender = wechatAPI.map { api in
+        let wechat = wechatAPI.map { api in
             SubscribeSender(api: api, tokens: AccessTokenManager(
                 api: api, appID: config.wechat.appID, secret: config.wechat.appSecret,
-                cache: SQLiteAccessTokenCache(store: store, clock: clock), now: { clock.now },
+                cache: SQLiteAccessTokenCache(store: store, clock: clock, metrics: metrics, logger: logger), now: { clock.now },
                 onRefresh: { metrics.accessTokenRefreshes.increment() }))
         }
-        let engine = DigestEngine(store: store, presence: presence, config: self.config, clock: clock, metrics: metrics,
-                                  logger: logger, imAPI: imAPI, sender: sender, committer: committer)
-        self.engine = engine
+        let sender = DigestSender(store: store, committer: committer, presence: presence, config: self.config, clock: clock,
+                                  metrics: metrics, logger: logger, imAPI: imAPI, wechat: wechat)
+        self.sender = sender
+        let scheduler = DigestScheduler(store: store, sender: sender, config: self.config, clock: clock, logger: logger)
+        self.scheduler = scheduler
+        self.housekeeper = Housekeeper(store: store, config: self.config, clock: clock, metrics: metrics, logger: logger)
         self.ledger = SubscriptionLedger(store: store, config: self.config, clock: clock, logger: logger,
-                                         onCreditsGranted: { _ in engine.wake() })
+                                         onCreditsGranted: { _ in scheduler.wake() })
+    }
+
+    /// The background services, in the order a `ServiceGroup` starts them: the send pipeline
+    /// (when `sending`), group fan-out and housekeeping. `serve` runs them with the HTTP
+    /// application and the config reloader; the benchmark runs them around its load.
+    public func backgroundServices(sending: Bool = true) -> [any Service] {
+        (sending ? [scheduler] : []) + [fanout, housekeeper]
+    }
+
+    /// Runs `backgroundServices(sending:)` around `body`, and stops them when it returns.
+    public func withBackgroundServices<T: Sendable>(sending: Bool = true, _ body: () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for service in backgroundServices(sending: sending) {
+                group.addTask { try await service.run() }
+            }
+            do {
+                let result = try await body()
+                group.cancelAll()
+                try await group.waitForAll()
+                return result
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+        }
     }
 
     /// The HTTP routes (SPEC §4), each error as a JSON body.
@@ -74,13 +107,13 @@ public struct RoundupRuntime: Sendable {
         IMCallbackController(ingestor: ingestor, config: config, clock: clock, metrics: metrics, logger: logger)
             .addRoutes(to: router)
         WeChatPushController(ledger: ledger, config: config, logger: logger).addRoutes(to: router)
-        let engine = self.engine
+        let scheduler = self.scheduler
         AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock, onBindingChanged: { user, profileChanged in
-            if profileChanged { engine.retimeOpenDigests(user: user, reason: "profile changed") }
-            engine.wake()
+            if profileChanged { await scheduler.retimeOpenDigests(user: user, reason: "profile changed") }
+            scheduler.wake()
         })
             .addRoutes(to: router)
-        AdminDigestController(store: store, config: config, clock: clock, onFlushed: { engine.wake() }).addRoutes(to: router)
+        AdminDigestController(store: store, config: config, clock: clock, onFlushed: { scheduler.wake() }).addRoutes(to: router)
         return router
     }
 
@@ -119,13 +152,12 @@ public struct RoundupRuntime: Sendable {
             logger.info("listening", metadata: ["address": "\(host):\(port)"])
             await onServerRunning(port)
         }
+        let reloader = ConfigReloader(
+            path: configPath ?? (FileManager.default.fileExists(atPath: ConfigLoader.defaultPath) ? ConfigLoader.defaultPath : nil),
+            loader: loader, live: config, scheduler: scheduler, store: store, metrics: metrics, logger: logger, clock: clock)
+        // Later entries stop first: the HTTP application, then the reloader and the background services.
         let group = ServiceGroup(
-            services: [
-                engine, fanout,
-                ConfigReloader(path: configPath ?? (FileManager.default.fileExists(atPath: ConfigLoader.defaultPath) ? ConfigLoader.defaultPath : nil),
-                               loader: loader, live: config, engine: engine, store: store, metrics: metrics, logger: logger, clock: clock),
-                app,
-            ],
+            services: backgroundServices() + [reloader, app],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()

@@ -1,13 +1,24 @@
-/// The access token cached in SQLite, so a restart does not fetch a new one (SPEC §5.11).
+import Logging
+
+/// The access token cached in the database, so a restart does not fetch a new one. A failed
+/// save is logged and counted (the token still works from memory).
 struct SQLiteAccessTokenCache: AccessTokenCache {
     let store: RoundupStore
     let clock: any WallClock
+    let metrics: RoundupMetrics
+    let logger: Logger
 
     func load() async throws -> AccessToken? {
-        try store.cachedAccessToken().map { AccessToken(value: $0.token, expiresAt: $0.expiresAt.date) }
+        try await store.cachedAccessTokenAsync().map { AccessToken(value: $0.token, expiresAt: $0.expiresAt.date) }
     }
 
     func save(_ token: AccessToken) async throws {
-        try store.saveAccessToken(token.value, expiresAt: Timestamp(token.expiresAt), now: clock.timestamp)
+        do {
+            try await store.saveAccessTokenAsync(token.value, expiresAt: Timestamp(token.expiresAt), now: clock.timestamp)
+        } catch {
+            metrics.storeError(.tokenCache)
+            logger.error("cannot save the access token in the database; it is kept in memory", metadata: ["error": "\(error)"])
+            throw error
+        }
     }
 }

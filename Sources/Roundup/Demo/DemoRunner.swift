@@ -132,7 +132,7 @@ struct DemoReplay {
                 index += 1
             }
             await runtime.fanout.processPending()
-            await runtime.engine.runOnce()
+            await runtime.scheduler.runOnce()
             try await reportChanges()
             if index >= events.count {
                 // Done when nothing is open any more; held digests wait for something that will not come.

@@ -133,6 +133,7 @@ public struct FakeIMServer: Sendable {
             users.append(user)
         }
         guard users.count <= 500 else { return Self.error(90011, "more than 500 accounts in one request") }
+        if let hold = await state.onlineStatusHold(for: users) { try? await Task.sleep(for: hold) }
         let key = await state.legacyStateKey ? "State" : "Status"
         var results: [JSONValue] = []
         var errors: [JSONValue] = []

@@ -100,6 +100,17 @@ public actor FakeIMState {
     /// Sets the latency added to every answer.
     public func setLatency(_ latency: Duration) { self.latency = latency }
 
+    /// A `query_online_status` call that asks about any of these users hangs this long first.
+    public private(set) var onlineStatusHolds: [String: Duration] = [:]
+
+    /// Makes every `query_online_status` call that includes `user` hang for `duration`.
+    public func hold(onlineStatusOf user: String, for duration: Duration) { onlineStatusHolds[user] = duration }
+
+    /// How long a `query_online_status` call for these users should hang.
+    func onlineStatusHold(for users: [String]) -> Duration? {
+        users.compactMap { onlineStatusHolds[$0] }.max()
+    }
+
     // MARK: Used by the server
 
     /// Counts a request and returns the failure it should get, if any.

@@ -117,6 +117,7 @@ public struct FakeWeChatServer: Sendable {
         }
         let latency = await script.sendLatency
         if latency > .zero { try? await Task.sleep(for: latency) }
+        if let touser = object["touser"] as? String, let hold = await script.holds[touser] { try? await Task.sleep(for: hold) }
         guard let token, !token.isEmpty else { return .response(json(["errcode": 41001, "errmsg": "access_token missing"])) }
         guard await script.isValid(token: token) else {
             return .response(json(["errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"]))

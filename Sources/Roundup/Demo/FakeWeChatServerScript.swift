@@ -23,6 +23,8 @@ public actor FakeWeChatScript {
         public var templateID: String
         /// The msgid answered (above 2^53, to catch Double parsing).
         public var msgid: String
+        /// When the fake accepted it.
+        public var at: Date = Date()
     }
 
     let appID: String
@@ -42,6 +44,8 @@ public actor FakeWeChatScript {
     public var tokenLatency: Duration = .zero
     /// When set, only these template ids are accepted (others get 40037).
     public var templateIDs: Set<String>?
+    /// Sends to these openids wait this long before they are handled (a WeChat call that hangs).
+    public private(set) var holds: [String: Duration] = [:]
 
     /// Requests to `/cgi-bin/stable_token`, successful or not.
     public private(set) var tokenFetches = 0
@@ -76,6 +80,8 @@ public actor FakeWeChatScript {
     public func setTokenLatency(_ latency: Duration) { tokenLatency = latency }
     public func setTokenExpiresIn(_ seconds: Int64) { tokenExpiresIn = seconds }
     public func setTemplateIDs(_ ids: Set<String>?) { templateIDs = ids }
+    /// Makes every send to `openid` hang for `duration` before it is handled.
+    public func hold(sendsTo openid: String, for duration: Duration) { holds[openid] = duration }
 
     /// Issues a new token, as WeChat does 5 minutes before expiry; the old one keeps working
     /// unless `invalidatingPrevious` (as after `force_refresh`) (wechat.md §7.2).

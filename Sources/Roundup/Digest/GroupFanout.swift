@@ -14,6 +14,7 @@ public final class GroupFanout: Service, Sendable {
     let config: LiveConfig
     let clock: any WallClock
     let api: (any IMRestAPI)?
+    let metrics: RoundupMetrics?
     let logger: Logger
     /// How long to wait before retrying after IM failed.
     let retryInterval: Duration
@@ -22,7 +23,8 @@ public final class GroupFanout: Service, Sendable {
     private let bell = WakeSignal()
 
     public init(store: RoundupStore, presence: PresenceMap, config: LiveConfig, clock: any WallClock, api: (any IMRestAPI)?,
-                logger: Logger, retryInterval: Duration = .seconds(30)) {
+                metrics: RoundupMetrics? = nil, logger: Logger, retryInterval: Duration = .seconds(30)) {
+        self.metrics = metrics
         self.store = store
         self.presence = presence
         self.config = config
@@ -71,6 +73,7 @@ public final class GroupFanout: Service, Sendable {
         let presence = self.presence
         let senderCard = members.first { $0.account == g.sender }?.nameCard
         do {
+            let lifecycle = DigestLifecycle(config: cfg, now: now)
             let delivered = try await store.write { tx -> Int in
                 var count = 0
                 for member in members where member.account != g.sender && (member.msgFlag ?? "AcceptAndNotify") == "AcceptAndNotify" {
@@ -88,9 +91,9 @@ public final class GroupFanout: Service, Sendable {
                     guard let id = try tx.insertMessage(message, senderNameCard: senderCard, groupMessageID: g.id) else { continue }
                     count += 1
                     if online { continue }
-                    try Ingestor.join(tx, user: member.account, messages: [id], from: g.sender, windowStart: now, urgent: urgent,
-                                      policy: policy, config: cfg, now: now,
-                                      why: "group message from \(g.sender) in \(g.groupID)\(notify && !g.atAll && policy.groupMessages != .all ? " (mention)" : "") added")
+                    try lifecycle.join(tx, user: member.account, messages: [id], from: g.sender, windowStart: now, urgent: urgent,
+                                       policy: policy,
+                                       why: "group message from \(g.sender) in \(g.groupID)\(notify && !g.atAll && policy.groupMessages != .all ? " (mention)" : "") added")
                 }
                 try tx.finishFanout(g.id, state: "done", at: now)
                 return count
@@ -98,6 +101,7 @@ public final class GroupFanout: Service, Sendable {
             logger.debug("group message fanned out", metadata: ["GroupId": "\(g.groupID)", "MsgSeq": "\(g.msgSeq)", "members": "\(delivered)"])
             return true
         } catch {
+            metrics?.storeError(.fanout)
             logger.error("group fan-out failed", metadata: ["GroupId": "\(g.groupID)", "MsgSeq": "\(g.msgSeq)", "error": "\(error)"])
             return false
         }

@@ -98,7 +98,7 @@ public final class Ingestor: Sendable {
             // A sender already online had any digest cancelled when they came online, and none
             // opens while they stay online: only a change to online needs the check.
             if let senderLogin, senderLogin.applied, senderLogin.previous != .online {
-                try Self.cameOnline(tx, user: m.from, config: cfg, now: now)
+                try DigestLifecycle(config: cfg, now: now).cameOnline(tx, user: m.from)
             }
             if try tx.isTombstoned(msgKey: m.msgKey, now: now) { return .skipped("recalled before it arrived") }
             let recipient = try tx.user(m.to)
@@ -109,7 +109,7 @@ public final class Ingestor: Sendable {
                 msgKey: m.msgKey, recipient: m.to, sender: m.from, msgTime: m.msgTime, receivedAt: now, summary: summary, urgent: urgent)
             guard let id = try tx.insertMessage(message) else { return .skipped("duplicate MsgKey") }
             if presence.state(of: m.to) == .online { return .stored }
-            try Self.join(tx, user: m.to, messages: [id], from: m.from, windowStart: now, urgent: urgent, policy: policy, config: cfg, now: now)
+            try DigestLifecycle(config: cfg, now: now).join(tx, user: m.to, messages: [id], from: m.from, windowStart: now, urgent: urgent, policy: policy)
             return .stored
         }
     }
@@ -122,7 +122,7 @@ public final class Ingestor: Sendable {
         let cfg = config.snapshot
         let now = clock.timestamp
         let result = await commit { tx in
-            try Self.cameOnline(tx, user: sender, config: cfg, now: now)
+            try DigestLifecycle(config: cfg, now: now).cameOnline(tx, user: sender)
             return outcome
         }
         return result
@@ -136,92 +136,20 @@ public final class Ingestor: Sendable {
         let cfg = config.snapshot
         let now = clock.timestamp
         return await commit { tx in
+            let lifecycle = DigestLifecycle(config: cfg, now: now)
             if online {
-                try Self.cameOnline(tx, user: user, config: cfg, now: now)
+                try lifecycle.cameOnline(tx, user: user)
             } else if change.previous != .offline {
-                try Self.wentOffline(tx, user: user, config: cfg, now: now)
+                try lifecycle.wentOffline(tx, user: user)
             }
             return .applied
         }
     }
 
-    /// Login: with `cancel_on_online`, the open or held digest is cancelled and its messages
-    /// are marked seen, not sent (SPEC §5.5).
-    static func cameOnline(_ tx: StoreTransaction, user: String, config: RoundupConfig, now: Timestamp) throws {
-        guard let digest = try tx.activeDigest(for: user) else { return }
-        let profile = try tx.user(user)?.profile
-        guard config.digest.policy(forProfile: profile).cancelOnOnline else { return }
-        if try tx.moveDigest(digest.id, from: digest.state, to: .cancelled, reason: .userOnline, now: now,
-                             note: "the user came online; \(digest.pendingCount) message(s) seen in the app") {
-            try tx.setStatus(ofDigest: digest.id, to: "seen", at: now)
-        }
-    }
-
-    /// Logout/Disconnect: unjoined messages from the last `offline_lookback` join a digest whose
-    /// window starts now; older unjoined messages are dropped (SPEC §5.2).
-    static func wentOffline(_ tx: StoreTransaction, user: String, config: RoundupConfig, now: Timestamp) throws {
-        let unjoined = try tx.unjoinedMessages(recipient: user)
-        guard !unjoined.isEmpty else { return }
-        let policy = config.digest.policy(forProfile: try tx.user(user)?.profile)
-        let cutoff = now - policy.offlineLookback.milliseconds
-        let recent = unjoined.filter { $0.receivedAt >= cutoff }
-        let old = unjoined.filter { $0.receivedAt < cutoff }
-        if !old.isEmpty { try tx.setStatus(of: old.map(\.id), to: "dropped", at: now) }
-        guard !recent.isEmpty else { return }
-        try join(tx, user: user, messages: recent.map(\.id), from: nil, windowStart: now, urgent: false, policy: policy,
-                 config: config, now: now, why: "the user went offline with \(recent.count) unread message(s) from the last \(policy.offlineLookback)")
-    }
-
-    /// Adds messages to the user's open or held digest, opening one when there is none, and
-    /// re-times an open digest.
-    static func join(
-        _ tx: StoreTransaction, user: String, messages ids: [Int64], from sender: String?, windowStart: Timestamp, urgent: Bool,
-        policy: DigestPolicy, config: RoundupConfig, now: Timestamp, why: String? = nil
-    ) throws {
-        let tz = config.digest.timezone
-        // Only min_interval looks at the last send; skip the query when it is off.
-        let lastSent = policy.minInterval.milliseconds > 0 ? try tx.lastSentAt(user: user) : nil
-        let what = why ?? "message from \(sender ?? "?") added"
-        if let d = try tx.activeDigest(for: user) {
-            try tx.join(messages: ids, to: d.id)
-            let count = d.pendingCount + ids.count
-            guard d.state == .open, d.flushRequested == 0 else {
-                try tx.updateDigestTiming(d.id, lastMessageAt: now, dueAt: nil, urgent: urgent, now: now)
-                let why = d.state == .open ? "while flushed (due now)" : "while held (\(d.reason?.rawValue ?? "?"))"
-                try tx.appendEvent(digest: d.id, at: now, kind: "message", detail: "\(what) \(why); \(count) pending")
-                return
-            }
-            let before = DuePolicy.Facts(windowStart: d.windowStartAt, lastMessageAt: d.lastMessageAt ?? d.windowStartAt,
-                                         pendingCount: d.pendingCount, urgent: d.urgent)
-            let wasEarly = DuePolicy.isEarly(before, policy: policy)
-            var facts = DuePolicy.Facts(windowStart: d.windowStartAt, lastMessageAt: now, pendingCount: count,
-                                        urgent: d.urgent || urgent, lastSentAt: lastSent)
-            facts.earlySince = wasEarly ? d.dueAt : (DuePolicy.isEarly(facts, policy: policy) ? now : nil)
-            let due = DuePolicy.dueAt(facts, policy: policy, timeZone: tz)
-            try tx.updateDigestTiming(d.id, lastMessageAt: now, dueAt: due, urgent: urgent, now: now)
-            try tx.appendEvent(digest: d.id, at: now, kind: "message",
-                               detail: "\(what); \(count) pending; due \(due.rfc3339)\(dueReason(facts, policy: policy, wasEarly: wasEarly))")
-            return
-        }
-        var facts = DuePolicy.Facts(windowStart: windowStart, lastMessageAt: now, pendingCount: ids.count, urgent: urgent, lastSentAt: lastSent)
-        if DuePolicy.isEarly(facts, policy: policy) { facts.earlySince = now }
-        let due = DuePolicy.dueAt(facts, policy: policy, timeZone: tz)
-        let id = try tx.openDigest(for: user, windowStart: windowStart, dueAt: due, now: now,
-                                   note: "\(policy.mode.rawValue) window of \(policy.window); due \(due.rfc3339)\(dueReason(facts, policy: policy, wasEarly: false))")
-        try tx.join(messages: ids, to: id)
-        try tx.updateDigestTiming(id, lastMessageAt: now, dueAt: nil, urgent: urgent, now: now)
-        try tx.appendEvent(digest: id, at: now, kind: "message", detail: "\(what); \(ids.count) pending")
-    }
-
-    private static func dueReason(_ f: DuePolicy.Facts, policy: DigestPolicy, wasEarly: Bool) -> String {
-        if f.urgent { return " (urgent)" }
-        if f.pendingCount >= policy.maxMessages && !wasEarly { return " (max_messages \(policy.maxMessages) reached)" }
-        return ""
-    }
-
     // MARK: - read and recall
 
     func readReport(_ r: IMReadReport) async -> IngestOutcome {
+        let cfg = config.snapshot
         let now = clock.timestamp
         return await commit { tx in
             if let mark = try tx.readMark(recipient: r.reportAccount, peer: r.peerAccount), r.lastReadTime < mark {
@@ -230,45 +158,34 @@ public final class Ingestor: Sendable {
             try tx.setReadMark(recipient: r.reportAccount, peer: r.peerAccount, lastReadTime: r.lastReadTime)
             let read = try tx.pendingC2CMessages(recipient: r.reportAccount, sender: r.peerAccount, upToMsgTime: r.lastReadTime)
             guard !read.isEmpty else { return .applied }
-            try tx.setStatus(of: read.map(\.id), to: "read", at: now)
-            try Self.afterRemoval(tx, digests: read.compactMap(\.digestID), reason: .read,
-                                  detail: "read in the app (messages from \(r.peerAccount))", now: now)
+            try tx.setStatus(of: read.map(\.id), to: .read, at: now)
+            try DigestLifecycle(config: cfg, now: now).removed(tx, digests: read.compactMap(\.digestID), reason: .read,
+                                                               detail: "read in the app (messages from \(r.peerAccount))")
             return .applied
         }
     }
 
     func withdrawal(_ w: IMWithdrawal) async -> IngestOutcome {
+        let cfg = config.snapshot
         let now = clock.timestamp
         return await commit { tx in
             guard let m = try tx.message(msgKey: w.msgKey, recipient: w.to) else {
                 try tx.addTombstone(msgKey: w.msgKey, to: w.to, expiresAt: now + Self.tombstoneLifetime)
                 return .applied
             }
-            if m.status == "pending" {
-                try tx.setStatus(of: [m.id], to: "recalled", at: now, eraseText: true)
+            if m.status == .pending {
+                try tx.setStatus(of: [m.id], to: .recalled, at: now, eraseText: true)
                 if let digest = m.digestID {
-                    try Self.afterRemoval(tx, digests: [digest], reason: .recalled, detail: "recalled by \(w.from)", now: now)
+                    try DigestLifecycle(config: cfg, now: now).removed(tx, digests: [digest], reason: .recalled, detail: "recalled by \(w.from)")
                 }
             } else {
                 // Too late to unsend; the text is still erased (the sender asked for it gone).
                 try tx.eraseText(messageID: m.id)
                 if let digest = m.digestID {
-                    try tx.appendEvent(digest: digest, at: now, kind: "message", detail: "recalled by \(w.from) after it was \(m.status)")
+                    try tx.appendEvent(digest: digest, at: now, kind: .message, detail: "recalled by \(w.from) after it was \(m.status.rawValue)")
                 }
             }
             return .applied
-        }
-    }
-
-    /// Logs removals and cancels any open or held digest left empty.
-    static func afterRemoval(_ tx: StoreTransaction, digests: [Int64], reason: DigestReason, detail: String, now: Timestamp) throws {
-        for digest in Set(digests) {
-            let removed = digests.filter { $0 == digest }.count
-            try tx.appendEvent(digest: digest, at: now, kind: "message", detail: "\(removed) message(s) removed: \(detail)")
-            guard let state = try tx.digestState(digest), DigestState.active.contains(state) else { continue }
-            if try tx.pendingCount(digest: digest) == 0 {
-                try tx.moveDigest(digest, from: state, to: .cancelled, reason: reason, now: now, note: "no messages left")
-            }
         }
     }
 
@@ -285,8 +202,8 @@ public final class Ingestor: Sendable {
             groupID: g.groupID, msgSeq: g.msgSeq, groupType: g.groupType, sender: g.from, msgTime: g.msgTime, receivedAt: now,
             summary: g.summary, atAll: g.atAll, mentions: g.mentioned, urgent: g.isUrgent)
         let outcome = await commit { tx in
-            if let senderLogin, senderLogin.applied {
-                try Self.cameOnline(tx, user: g.from, config: cfg, now: now)
+            if let senderLogin, senderLogin.applied, senderLogin.previous != .online {
+                try DigestLifecycle(config: cfg, now: now).cameOnline(tx, user: g.from)
             }
             return try tx.insertGroupMessage(row) == nil ? .skipped("duplicate GroupId+MsgSeq") : .stored
         }
@@ -305,6 +222,7 @@ public final class Ingestor: Sendable {
         } catch CommitError.timedOut, CommitError.overloaded {
             return .shed
         } catch {
+            metrics.storeError(.ingest)
             logger.error("ingest failed", metadata: ["error": "\(error)"])
             return .failed("\(error)")
         }

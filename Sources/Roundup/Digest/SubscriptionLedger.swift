@@ -50,7 +50,7 @@ public struct SubscriptionLedger: Sendable {
                 SentEventRecord(msgID: $0.msgID, openid: e.openid, templateID: $0.templateID, errorCode: $0.errorCode,
                                 errorStatus: $0.errorStatus, createTime: e.createTime)
             }
-            let cfg = config.snapshot
+            let lifecycle = DigestLifecycle(config: cfg, now: now)
             return try store.write { tx in
                 var matched = 0
                 for r in records {
@@ -59,18 +59,16 @@ public struct SubscriptionLedger: Sendable {
                         continue
                     }
                     // No digest has this MsgID: it may settle an in-doubt attempt of the same openid
-                    // and template within 10 minutes (SPEC §5.9).
+                    // and template within 10 minutes.
                     let at = Timestamp(seconds: r.createTime)
                     guard let id = try tx.inDoubtDigests(openid: r.openid, templateID: r.templateID,
-                                                         sendingBetween: at - 600_000, and: at + 600_000).first
+                                                         sendingBetween: at - DigestLifecycle.settleWindow,
+                                                         and: at + DigestLifecycle.settleWindow).first
                     else { continue }
-                    try tx.setResult(id, errcode: String(r.errorCode), errmsg: r.errorStatus, msgid: r.msgID)
-                    try tx.moveDigest(id, from: .inDoubt, to: .sent, now: now, note: "settled by subscribe_msg_sent_event MsgID \(r.msgID)")
-                    try tx.finishMessages(ofDigest: id, status: "delivered", now: now)
-                    if cfg.template(id: r.templateID)?.kind != .longTerm {
-                        _ = try tx.applyCredit(openid: r.openid, templateID: r.templateID, change: .spend, eventKey: nil, now: now)
+                    if try lifecycle.settleInDoubt(tx, digest: id, openid: r.openid, templateID: r.templateID, msgid: r.msgID,
+                                                   errorCode: r.errorCode, errorStatus: r.errorStatus) {
+                        matched += 1
                     }
-                    matched += 1
                 }
                 return matched
             }

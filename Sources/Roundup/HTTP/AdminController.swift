@@ -12,7 +12,7 @@ struct AdminController: Sendable {
     let clock: any WallClock
     /// A binding changed (user id, whether the profile changed): held digests may be sendable
     /// now, and a new profile re-times the user's open digest.
-    let onBindingChanged: @Sendable (String, Bool) -> Void
+    let onBindingChanged: @Sendable (String, Bool) async -> Void
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         let admin = router.group("admin").add(middleware: BearerAuthMiddleware<Context>(config: config))
@@ -54,7 +54,7 @@ struct AdminController: Sendable {
         } catch StoreError.openidBoundElsewhere(_, let other) {
             throw APIError(.conflict, "that openid is already bound to user \(other)")
         }
-        onBindingChanged(id, update.profile != .keep)
+        await onBindingChanged(id, update.profile != .keep)
         return jsonResponse(.ok, try userObject(id))
     }
 

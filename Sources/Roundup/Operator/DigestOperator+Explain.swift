@@ -70,7 +70,7 @@ extension DigestOperator {
             reasons.append("an operator flushed it" + (facts.flushRequested == 2 ? " with --force (quiet hours skipped)" : ""))
         } else if facts.attempts > 0, let code = d.errcode {
             let msg = d.errmsg.map { " (\($0))" } ?? ""
-            reasons.append("WeChat answered errcode \(code)\(msg), so try \(facts.attempts + 1) of \(DigestEngine.maxAttempts) waits for its backoff")
+            reasons.append("WeChat answered errcode \(code)\(msg), so try \(facts.attempts + 1) of \(DigestSender.maxAttempts) waits for its backoff")
         } else {
             let last = facts.lastMessageAt ?? facts.windowStartAt
             var candidate: Timestamp
@@ -96,7 +96,7 @@ extension DigestOperator {
             // Each later rule is named only when it is consistent with the stored due time.
             let slack: Int64 = 1000
             if !facts.urgent, policy.minInterval.milliseconds > 0,
-               let lastSent = try store.recentDigestSummaries(states: [.sent, .dryRun], user: d.imUserID, limit: 1).first?.finishedAt,
+               let lastSent = try store.lastSendStart(user: d.imUserID, excluding: d.id),
                lastSent + policy.minInterval.milliseconds > candidate, lastSent + policy.minInterval.milliseconds <= due + slack {
                 candidate = lastSent + policy.minInterval.milliseconds
                 reasons.append("min_interval \(policy.minInterval) after the last send at \(t.clock(lastSent)) holds it until \(t.clock(candidate))")
@@ -118,7 +118,7 @@ extension DigestOperator {
         var sentence = "open: due \(t.clockAndRelative(due)) because \(reasons.joined(separator: "; "))"
         if due <= t.now {
             let pauses = try store.sendPauses()
-            if let quota = pauses["quota"] {
+            if let quota = pauses.entries[.quota] {
                 sentence += "; sending is paused by WeChat's daily quota (45009)\(quota.map { " until \(t.clock($0))" } ?? "")"
             } else if facts.flushRequested != 2, DuePolicy.isQuiet(t.now, policy.quietHours, tz) {
                 sentence += "; quiet hours (\(policy.quietHours)) hold it until \(t.clock(DuePolicy.afterQuietHours(t.now, policy.quietHours, tz)))"
@@ -128,8 +128,15 @@ extension DigestOperator {
         }
         if !d.openidBound {
             sentence += "; but no openid is bound to \(d.imUserID), so at that time it will be held until \(who) is bound"
-        } else if let openid = person?.openid, try usableTemplate(openid: openid, pauses: try store.sendPauses()) == nil {
-            sentence += "; but \(who) has no subscription credit yet, so at that time it will be held until \(who) accepts a subscription"
+        } else if let openid = person?.openid, try usableTemplate(openid: openid, user: d.imUserID, pauses: try store.sendPauses()) == nil {
+            let credits = Dictionary(try store.credits(openid: openid).map { ($0.templateID, $0) }, uniquingKeysWith: { a, _ in a })
+            let choice = DigestLifecycle(config: config, now: t.now)
+                .chooseTemplate(openid: openid, user: d.imUserID, credits: credits, pauses: try store.sendPauses())
+            if case .hold(.configError, let note) = choice {
+                sentence += "; but \(note), so at that time it will be held (config_error) until the template is fixed and the config reloaded"
+            } else {
+                sentence += "; but \(who) has no subscription credit yet, so at that time it will be held until \(who) accepts a subscription"
+            }
         }
         return "\(sentence); \(waiting(d))."
     }

@@ -105,7 +105,7 @@ public struct DigestOperator: Sendable {
     static func senderName(_ m: DigestMessageRow) -> String { m.senderName ?? m.senderNameCard ?? m.sender }
 
     /// The body the engine would send now: the first template in config order this openid may
-    /// use (as `DigestEngine.usableTemplate` chooses); for a held digest, or when no template is
+    /// use (as the scheduler chooses); for a held digest, or when no template is
     /// usable yet, the first configured template, as it would be once the hold is lifted.
     public func bodyPreview(_ d: DigestSummary, messages: [DigestMessageRow], at now: Timestamp) throws -> BodyPreview {
         guard !messages.isEmpty else { return BodyPreview(templateID: nil, body: nil, note: "no body: no messages are left to render") }
@@ -116,7 +116,7 @@ public struct DigestOperator: Sendable {
         let pauses = try store.sendPauses()
         var template = first
         var note: String
-        if d.state == .open, let openid = user?.openid, let usable = try usableTemplate(openid: openid, pauses: pauses) {
+        if d.state == .open, let openid = user?.openid, let usable = try usableTemplate(openid: openid, user: d.imUserID, pauses: pauses) {
             template = usable
             note = "body it would send now (template \(usable.id))"
         } else if d.state == .held {
@@ -145,11 +145,11 @@ public struct DigestOperator: Sendable {
     /// `touser` in a shown body when the user has no openid yet.
     public static let unboundPlaceholder = "(no openid bound)"
 
-    /// The first configured template, not paused, that this openid holds a credit or subscription for.
-    func usableTemplate(openid: String, pauses: [String: Timestamp?]) throws -> TemplateConfig? {
-        for t in config.templates where pauses["template:\(t.id)"] == nil {
-            guard let credit = try store.credit(openid: openid, templateID: t.id) else { continue }
-            if t.kind == .oneTime ? credit.count > 0 : credit.subscribed { return t }
+    /// The template the scheduler would choose for this openid now (`DigestLifecycle.chooseTemplate`), if any.
+    func usableTemplate(openid: String, user: String, pauses: SendPauses) throws -> TemplateConfig? {
+        let credits = Dictionary(try store.credits(openid: openid).map { ($0.templateID, $0) }, uniquingKeysWith: { a, _ in a })
+        if case .use(let t) = DigestLifecycle(config: config, now: now()).chooseTemplate(openid: openid, user: user, credits: credits, pauses: pauses) {
+            return t
         }
         return nil
     }
@@ -226,11 +226,8 @@ public struct DigestOperator: Sendable {
             throw OperatorFailure("\(user) has no open or held digest to cancel.")
         }
         let note = "cancelled by the operator (roundup cancel); \(plural(d.messages, "message")) dropped, nothing sent"
-        let moved = try store.write { tx -> Bool in
-            guard try tx.moveDigest(d.id, from: d.state, to: .cancelled, reason: .operator, now: t, note: note) else { return false }
-            try tx.setStatus(ofDigest: d.id, to: "dropped", at: t)
-            return true
-        }
+        let lifecycle = DigestLifecycle(config: config, now: t)
+        let moved = try store.write { tx in try lifecycle.cancelByOperator(tx, digest: d.id, from: d.state, note: note) }
         guard moved, let after = try store.digestSummary(d.id) else {
             throw OperatorFailure("\(user)'s digest changed while it was being cancelled; run the command again.")
         }
@@ -324,7 +321,7 @@ public struct DigestOperator: Sendable {
         func changed() -> OperatorFailure { OperatorFailure("Digest \(d.id) changed while it was being retried; run the command again.") }
         if d.state == .held {
             var note = "re-queued by \(command)"
-            if let template = try tx.templateID(ofDigest: d.id), try tx.clearSendPause("template:\(template)") {
+            if let template = try tx.templateID(ofDigest: d.id), try tx.clearSendPause(.template(template)) {
                 note += "; the pause on template \(template) is lifted"
             }
             guard try tx.moveDigest(d.id, from: .held, to: .open, now: now, note: note) else { throw changed() }
@@ -337,7 +334,7 @@ public struct DigestOperator: Sendable {
             guard try tx.moveDigest(d.id, from: d.state, to: .cancelled, reason: .operator, now: now,
                                     note: "merged into digest #\(active.id) by \(command); \(plural(moved, "message")) moved")
             else { throw changed() }
-            try tx.appendEvent(digest: active.id, at: now, kind: "message",
+            try tx.appendEvent(digest: active.id, at: now, kind: .message,
                                detail: "\(plural(moved, "message")) merged from \(d.state.rawValue) digest #\(d.id) by \(command)")
             if active.state == .open {
                 _ = try tx.requestFlush(active.id, at: now, force: false, now: now, note: "due now (\(command) merged digest #\(d.id))")

@@ -60,7 +60,8 @@ public struct RosterOperator: Sendable {
         do {
             let user = try store.updateUser(id, UserUpdate(openid: update(openid), name: update(name), profile: update(profile)), now: now())
             if profile != nil {
-                try DigestEngine.retime(store: store, config: config, now: now(), user: id, reason: "profile changed")
+                let lifecycle = DigestLifecycle(config: config, now: now())
+                _ = try store.write { tx in try lifecycle.retime(tx, user: id, reason: "profile changed") }
             }
             return Report(key: "user", data: RosterOperator.userJSON(user), text: "bound \(RosterOperator.describe(user))")
         } catch let StoreError.openidBoundElsewhere(_, other) {

@@ -25,6 +25,10 @@ public final class GroupCommitter: Sendable {
     private let maxBatch: Int
     private let maxQueued: Int
     private let queue = Mutex(QueueState())
+    private let transactions = Atomic<Int>(0)
+
+    /// Transactions committed so far (each holds one batch of jobs).
+    public var committedTransactions: Int { transactions.load(ordering: .relaxed) }
 
     private struct QueueState {
         var jobs: [any CommitJob] = []
@@ -96,6 +100,7 @@ public final class GroupCommitter: Sendable {
                     for j in live { j.run(tx, db) }
                     return .commit
                 }
+                transactions.add(1, ordering: .relaxed)
                 for j in live { j.finish(nil) }
             } catch {
                 let failure = CommitError.failed(RoundupStore.explain(error))

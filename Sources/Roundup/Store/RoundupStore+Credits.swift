@@ -28,15 +28,17 @@ extension RoundupStore {
     /// The credits of many openids at once, by openid then template id (the send path reads
     /// a whole due batch's credits in one query).
     public func credits(openids: [String]) throws -> [String: [String: Credit]] {
+        try writer.read { db in try Self.credits(db, openids: openids) }
+    }
+
+    static func credits(_ db: Database, openids: [String]) throws -> [String: [String: Credit]] {
         var out: [String: [String: Credit]] = [:]
-        try writer.read { db in
-            // SQLite's default limit on bound parameters is 32,766; stay well below it.
-            for chunk in stride(from: 0, to: openids.count, by: 500).map({ Array(openids[$0..<min($0 + 500, openids.count)]) }) {
-                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                for record in try CreditRecord.fetchAll(db, sql: "SELECT * FROM credits WHERE openid IN (\(marks))",
-                                                         arguments: StatementArguments(chunk)) {
-                    out[record.openid, default: [:]][record.template_id] = record.credit
-                }
+        // SQLite's default limit on bound parameters is 32,766; stay well below it.
+        for chunk in stride(from: 0, to: openids.count, by: 500).map({ Array(openids[$0..<min($0 + 500, openids.count)]) }) {
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            for record in try CreditRecord.fetchAll(db, sql: "SELECT * FROM credits WHERE openid IN (\(marks))",
+                                                     arguments: StatementArguments(chunk)) {
+                out[record.openid, default: [:]][record.template_id] = record.credit
             }
         }
         return out

@@ -12,6 +12,10 @@ public struct DueDigest: Sendable, Equatable {
     public var dueAt: Timestamp?
     public var attempts: Int
     public var flushForce: Bool
+    /// An operator's flush is pending (it skips `min_interval`).
+    public var flushed: Bool = false
+    /// An urgent message is in the digest (it skips `min_interval`).
+    public var urgent: Bool = false
 }
 
 /// A pending message of a digest as the renderer needs it.
@@ -30,6 +34,19 @@ extension RoundupStore {
         try writer.read { db in try Self.dueRows(db, where: "d.state = 'open' AND d.due_at <= ?", [now.milliseconds], limit: limit) }
     }
 
+    /// `dueDigests` without blocking a thread of the cooperative pool.
+    public func dueDigestsAsync(now: Timestamp, limit: Int = 1000) async throws -> [DueDigest] {
+        try await writer.read { db in try Self.dueRows(db, where: "d.state = 'open' AND d.due_at <= ?", [now.milliseconds], limit: limit) }
+    }
+
+    /// The earliest due time of an open digest that is due after `now` (nil when none is).
+    public func nextDueAt(after now: Timestamp) async throws -> Timestamp? {
+        try await writer.read { db in
+            try Int64.cachedOne(db, sql: "SELECT min(due_at) FROM digests WHERE state = 'open' AND due_at > ?", arguments: [now.milliseconds])
+                .map(Timestamp.init(milliseconds:))
+        }
+    }
+
     /// Held digests (for re-checking bindings, credits and paused templates).
     public func heldDigests(limit: Int = 5000) throws -> [DueDigest] {
         try writer.read { db in try Self.dueRows(db, where: "d.state = 'held'", [], limit: limit) }
@@ -44,7 +61,7 @@ extension RoundupStore {
         try Row.cachedAll(
             db,
             sql: """
-                SELECT d.id, d.im_user_id, u.openid, u.name, u.profile, d.state, d.reason, d.due_at, d.attempts, d.flush_requested
+                SELECT d.id, d.im_user_id, u.openid, u.name, u.profile, d.state, d.reason, d.due_at, d.attempts, d.flush_requested, d.urgent
                 FROM digests d LEFT JOIN users u ON u.im_user_id = d.im_user_id
                 WHERE \(clause) ORDER BY coalesce(d.due_at, 0), d.id LIMIT \(limit)
                 """,
@@ -54,7 +71,7 @@ extension RoundupStore {
                 id: row["id"], imUserID: row["im_user_id"], openid: row["openid"], name: row["name"], profile: row["profile"],
                 state: DigestState(rawValue: row["state"]) ?? .open, reason: (row["reason"] as String?).flatMap(DigestReason.init(rawValue:)),
                 dueAt: (row["due_at"] as Int64?).map(Timestamp.init(milliseconds:)), attempts: row["attempts"],
-                flushForce: (row["flush_requested"] as Int) == 2)
+                flushForce: (row["flush_requested"] as Int) == 2, flushed: (row["flush_requested"] as Int) != 0, urgent: row["urgent"])
         }
     }
 
@@ -67,83 +84,58 @@ extension RoundupStore {
 
     /// The pending messages of a digest with their senders' bound names.
     public func digestMessages(_ id: Int64) throws -> [DigestMessageRow] {
-        try writer.read { db in
-            try Row.cachedAll(
-                db,
-                sql: """
-                    SELECT m.id, m.sender, u.name, m.sender_name_card, m.msg_time, coalesce(m.summary, '') AS summary
-                    FROM messages m LEFT JOIN users u ON u.im_user_id = m.sender
-                    WHERE m.digest_id = ? AND m.status = 'pending' ORDER BY m.msg_time, m.id
-                    """,
-                arguments: [id]
-            ).map {
-                DigestMessageRow(id: $0["id"], sender: $0["sender"], senderName: $0["name"], senderNameCard: $0["sender_name_card"],
-                                 msgTime: $0["msg_time"], summary: $0["summary"])
-            }
+        try writer.read { db in try Self.digestMessageRows(db, id) }
+    }
+
+    static func digestMessageRows(_ db: Database, _ id: Int64) throws -> [DigestMessageRow] {
+        try Row.cachedAll(
+            db,
+            sql: """
+                SELECT m.id, m.sender, u.name, m.sender_name_card, m.msg_time, coalesce(m.summary, '') AS summary
+                FROM messages m LEFT JOIN users u ON u.im_user_id = m.sender
+                WHERE m.digest_id = ? AND m.status = 'pending' ORDER BY m.msg_time, m.id
+                """,
+            arguments: [id]
+        ).map {
+            DigestMessageRow(id: $0["id"], sender: $0["sender"], senderName: $0["name"], senderNameCard: $0["sender_name_card"],
+                             msgTime: $0["msg_time"], summary: $0["summary"])
         }
     }
 
-    /// Digests left in `sending` by a crash become `in_doubt` (SPEC §5.9); returns their ids.
+    /// Digests left in `sending` by a crash become `in_doubt`; returns their ids.
     public func recoverInterruptedSends(now: Timestamp) throws -> [Int64] {
-        try write { tx in
-            let ids = try Int64.cachedAll(tx.db, sql: "SELECT id FROM digests WHERE state = 'sending'")
-            for id in ids {
-                try tx.moveDigest(id, from: .sending, to: .inDoubt, now: now,
-                                  note: "Roundup stopped during the WeChat call; WeChat may have delivered it, so it is not resent")
-            }
-            return ids
-        }
+        try write { tx in try tx.recoverInterruptedSends(now: now) }
     }
 
-    /// Sending pauses in force: key (`quota` or `template:ID`) → until (nil: until the config changes).
-    public func sendPauses() throws -> [String: Timestamp?] {
-        try writer.read { db in
-            var out: [String: Timestamp?] = [:]
-            for row in try Row.cachedAll(db, sql: "SELECT key, until_at FROM send_pauses") {
-                // updateValue: assigning a nil `until` through the subscript would drop the key.
-                out.updateValue((row["until_at"] as Int64?).map(Timestamp.init(milliseconds:)), forKey: row["key"])
-            }
-            return out
-        }
+    /// Sending pauses in force, each with its end (nil: until the config changes).
+    public func sendPauses() throws -> SendPauses {
+        try writer.read { db in try StoreTransaction(db).sendPauses() }
     }
 
     /// Starts or extends a pause.
-    public func setSendPause(_ key: String, until: Timestamp?, reason: String, now: Timestamp) throws {
-        try writer.write { db in
-            try db.executeCached(
-                sql: """
-                    INSERT INTO send_pauses (key, until_at, reason, since_at) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (key) DO UPDATE SET until_at = excluded.until_at, reason = excluded.reason
-                    """,
-                arguments: [key, until?.milliseconds, reason, now.milliseconds])
-        }
-    }
-
-    /// Ends pauses: expired ones, or (after a config change) every template pause.
-    public func clearSendPauses(now: Timestamp, templates: Bool) throws {
-        try writer.write { db in
-            try db.executeCached(sql: "DELETE FROM send_pauses WHERE until_at IS NOT NULL AND until_at <= ?", arguments: [now.milliseconds])
-            if templates { try db.executeCached(sql: "DELETE FROM send_pauses WHERE key LIKE 'template:%'") }
-        }
+    public func setSendPause(_ key: SendPauseKey, until: Timestamp?, reason: String, now: Timestamp) throws {
+        try writer.write { db in try StoreTransaction(db).setSendPause(key, until: until, reason: reason, now: now) }
     }
 
     /// Erases message text and rendered bodies of digests finished before `cutoff` (SPEC §5.13),
     /// and forgets tombstones that have expired. Returns how many digests were purged.
     @discardableResult
     public func purgeText(finishedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
-        try writer.write { db in
-            // Every status change sets status_at, so the partial index messages_text_to_purge
-            // holds exactly the rows this can change.
-            try db.executeCached(sql: """
-                UPDATE messages SET summary = NULL WHERE summary IS NOT NULL AND status <> 'pending' AND status_at < ?
-                """, arguments: [cutoff.milliseconds])
-            try db.executeCached(sql: """
-                UPDATE digests SET body = NULL WHERE body IS NOT NULL AND finished_at IS NOT NULL AND finished_at < ?
-                """, arguments: [cutoff.milliseconds])
-            let purged = db.changesCount
-            try db.executeCached(sql: "DELETE FROM recall_tombstones WHERE expires_at <= ?", arguments: [now.milliseconds])
-            return purged
-        }
+        try writer.write { db in try Self.purgeText(db, finishedBefore: cutoff, now: now) }
+    }
+
+    static func purgeText(_ db: Database, finishedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
+        // Every status change sets status_at, so the partial index messages_text_to_purge
+        // holds exactly the rows this can change.
+        try db.executeCached(sql: """
+            UPDATE messages SET summary = NULL WHERE summary IS NOT NULL AND status <> 'pending' AND status_at < ?
+            """, arguments: [cutoff.milliseconds])
+        try db.executeCached(sql: """
+            UPDATE digests SET body = NULL WHERE body IS NOT NULL AND finished_at IS NOT NULL AND finished_at < ?
+            """, arguments: [cutoff.milliseconds])
+        let purged = db.changesCount
+        try db.executeCached(sql: "DELETE FROM recall_tombstones WHERE expires_at <= ?", arguments: [now.milliseconds])
+        return purged
     }
 }
 
@@ -175,8 +167,29 @@ extension StoreTransaction {
     }
 
     /// Marks the pending messages of a digest with a final status.
-    public func finishMessages(ofDigest id: Int64, status: String, now: Timestamp) throws {
+    public func finishMessages(ofDigest id: Int64, status: MessageStatus, now: Timestamp) throws {
         try setStatus(ofDigest: id, to: status, at: now)
+    }
+
+    /// Sending pauses in force, each with its end (nil: until the config changes).
+    public func sendPauses() throws -> SendPauses {
+        var out = SendPauses()
+        for row in try Row.cachedAll(db, sql: "SELECT key, until_at FROM send_pauses") {
+            guard let key = SendPauseKey(rawValue: row["key"]) else { continue }
+            // updateValue: assigning a nil `until` through the subscript would drop the key.
+            out.entries.updateValue((row["until_at"] as Int64?).map(Timestamp.init(milliseconds:)), forKey: key)
+        }
+        return out
+    }
+
+    /// Starts or extends a pause.
+    public func setSendPause(_ key: SendPauseKey, until: Timestamp?, reason: String, now: Timestamp) throws {
+        try db.executeCached(
+            sql: """
+                INSERT INTO send_pauses (key, until_at, reason, since_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (key) DO UPDATE SET until_at = excluded.until_at, reason = excluded.reason
+                """,
+            arguments: [key.rawValue, until?.milliseconds, reason, now.milliseconds])
     }
 
     /// The newest sent event for an openid and template in a time range (settling in-doubt sends).

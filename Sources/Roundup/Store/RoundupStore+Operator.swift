@@ -57,7 +57,7 @@ extension StoreTransaction {
             sql: "UPDATE digests SET due_at = ?, flush_requested = ?, updated_at = ? WHERE id = ? AND state = 'open'",
             arguments: [at.milliseconds, force ? 2 : 1, now.milliseconds, id])
         guard db.changesCount > 0 else { return false }
-        try appendEvent(digest: id, at: now, kind: "flush", detail: note)
+        try appendEvent(digest: id, at: now, kind: .flush, detail: note)
         return true
     }
 
@@ -81,8 +81,8 @@ extension StoreTransaction {
 
     /// Ends one sending pause (`template:ID` after a configuration error); returns whether one existed.
     @discardableResult
-    public func clearSendPause(_ key: String) throws -> Bool {
-        try db.execute(sql: "DELETE FROM send_pauses WHERE key = ?", arguments: [key])
+    public func clearSendPause(_ key: SendPauseKey) throws -> Bool {
+        try db.execute(sql: "DELETE FROM send_pauses WHERE key = ?", arguments: [key.rawValue])
         return db.changesCount > 0
     }
 }
@@ -145,9 +145,9 @@ extension RoundupStore {
     }
 
     /// Whether a sending pause with this key (`quota`, `template:ID`) is recorded.
-    public func hasSendPause(_ key: String) throws -> Bool {
+    public func hasSendPause(_ key: SendPauseKey) throws -> Bool {
         try writer.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM send_pauses WHERE key = ?)", arguments: [key]) ?? false
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM send_pauses WHERE key = ?)", arguments: [key.rawValue]) ?? false
         }
     }
 

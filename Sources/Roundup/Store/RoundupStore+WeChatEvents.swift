@@ -35,7 +35,7 @@ extension StoreTransaction {
         guard let digest = try Int64.cachedOne(db, sql: "SELECT id FROM digests WHERE msgid = ?", arguments: [e.msgID]) else {
             return nil
         }
-        try appendEvent(digest: digest, at: now, kind: "delivery",
+        try appendEvent(digest: digest, at: now, kind: .delivery,
                         detail: "WeChat reported ErrorCode \(e.errorCode)\(e.errorStatus.map { " (\($0))" } ?? "") for MsgID \(e.msgID)")
         return digest
     }

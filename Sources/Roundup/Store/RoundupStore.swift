@@ -36,6 +36,9 @@ public final class RoundupStore: Sendable {
         let sync = synchronous == .full ? "FULL" : "NORMAL"
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(sync)")
+            // Per connection: freed pages are zeroed, so erased message text leaves no trace in
+            // the file's free pages (the WAL is truncated after each purge as well).
+            try db.execute(sql: "PRAGMA secure_delete = ON")
         }
         do {
             let pool = try DatabasePool(path: path, configuration: config)

@@ -20,7 +20,7 @@ public struct PendingMessageRef: Sendable, Equatable {
     public var recipient: String
     public var digestID: Int64?
     public var receivedAt: Timestamp
-    public var status: String
+    public var status: MessageStatus
 }
 
 /// Typed operations inside one write transaction. The digest logic composes these; the SQL
@@ -106,12 +106,12 @@ public struct StoreTransaction {
 
     /// Ends messages' pending life with a status (`read`, `recalled`, `seen`, `dropped`, …);
     /// `eraseText` removes the summary at once (recalls).
-    public func setStatus(of ids: [Int64], to status: String, at: Timestamp, eraseText: Bool = false) throws {
+    public func setStatus(of ids: [Int64], to status: MessageStatus, at: Timestamp, eraseText: Bool = false) throws {
         let sql = eraseText
             ? "UPDATE messages SET status = ?, status_at = ?, summary = NULL WHERE id = ?"
             : "UPDATE messages SET status = ?, status_at = ? WHERE id = ?"
         for id in ids {
-            try db.executeCached(sql: sql, arguments: [status, at.milliseconds, id])
+            try db.executeCached(sql: sql, arguments: [status.rawValue, at.milliseconds, id])
         }
     }
 
@@ -121,10 +121,10 @@ public struct StoreTransaction {
     }
 
     /// Marks every pending message of a digest with a final status.
-    public func setStatus(ofDigest digest: Int64, to status: String, at: Timestamp) throws {
+    public func setStatus(ofDigest digest: Int64, to status: MessageStatus, at: Timestamp) throws {
         try db.executeCached(
             sql: "UPDATE messages SET status = ?, status_at = ? WHERE digest_id = ? AND status = 'pending'",
-            arguments: [status, at.milliseconds, digest])
+            arguments: [status.rawValue, at.milliseconds, digest])
     }
 
     // MARK: read marks and tombstones
@@ -181,11 +181,16 @@ public struct StoreTransaction {
             urgent: row["urgent"], pendingCount: row["pending"], flushRequested: row["flush_requested"])
     }
 
-    /// When the user's last `sent` or `dry_run` digest finished (for `min_interval`).
-    public func lastSentAt(user: String) throws -> Timestamp? {
+    /// When the user's last send started: the newest `sending_at` of a `sending`, `sent`,
+    /// `dry_run` or `in_doubt` digest other than `excluding` (`min_interval` counts from there, so
+    /// a digest that comes due while the previous one is still being sent waits).
+    public func lastSendStart(user: String, excluding digest: Int64? = nil) throws -> Timestamp? {
         try Int64.cachedOne(
-            db, sql: "SELECT max(finished_at) FROM digests WHERE im_user_id = ? AND state IN ('sent', 'dry_run')",
-            arguments: [user]
+            db, sql: """
+                SELECT max(sending_at) FROM digests
+                WHERE im_user_id = ? AND state IN ('sending', 'sent', 'dry_run', 'in_doubt') AND id <> ?
+                """,
+            arguments: [user, digest ?? -1]
         ).map(Timestamp.init(milliseconds:))
     }
 
@@ -212,7 +217,7 @@ public struct StoreTransaction {
             throw StoreError.activeDigestExists(user: user)
         }
         let id = db.lastInsertedRowID
-        try appendEvent(digest: id, at: now, kind: "opened", detail: note)
+        try appendEvent(digest: id, at: now, kind: .opened, detail: note)
         return id
     }
 
@@ -252,15 +257,15 @@ public struct StoreTransaction {
         }
         guard db.changesCount > 0 else { return false }
         let what = reason.map { "\(to.rawValue) (\($0.rawValue))" } ?? to.rawValue
-        try appendEvent(digest: id, at: now, kind: "state", detail: note.isEmpty ? what : "\(what): \(note)")
+        try appendEvent(digest: id, at: now, kind: .state, detail: note.isEmpty ? what : "\(what): \(note)")
         return true
     }
 
     /// Appends to a digest's decision log.
-    public func appendEvent(digest: Int64, at: Timestamp, kind: String, detail: String) throws {
+    public func appendEvent(digest: Int64, at: Timestamp, kind: DigestEventKind, detail: String) throws {
         try db.executeCached(
             sql: "INSERT INTO digest_events (digest_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-            arguments: [digest, at.milliseconds, kind, detail])
+            arguments: [digest, at.milliseconds, kind.rawValue, detail])
     }
 
     // MARK: group messages
@@ -287,7 +292,7 @@ public struct StoreTransaction {
     static func ref(_ row: Row) -> PendingMessageRef {
         PendingMessageRef(
             id: row["id"], recipient: row["recipient"], digestID: row["digest_id"],
-            receivedAt: Timestamp(milliseconds: row["received_at"]), status: row["status"])
+            receivedAt: Timestamp(milliseconds: row["received_at"]), status: MessageStatus(rawValue: row["status"]) ?? .pending)
     }
 }
 

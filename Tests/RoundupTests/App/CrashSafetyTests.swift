@@ -18,7 +18,7 @@ struct CrashSafetyTests {
     @Test("SIGKILL mid-burst of signed callbacks: after restart every acknowledged MsgKey is stored exactly once, nothing is duplicated, and new callbacks are accepted")
     func ingestCrash() async throws {
         var random = CrashSeed.generator(for: "ingest")
-        let rig = try CrashRig(sendConcurrency: 4)
+        let rig = try ServeRig(sendConcurrency: 4)
         defer { rig.remove() }
         try await rig.withFakes { rig in
             let users = 250
@@ -31,12 +31,13 @@ struct CrashSafetyTests {
                 let killAt = Int.random(in: perRound / 10...perRound * 7 / 10, using: &random)
                 print("crash-safety ingest round \(round): seed \(CrashSeed.value), SIGKILL after \(killAt) acknowledged callbacks")
                 let result = await CrashCallbackBurst(
-                    port: port, token: CrashRig.callbackToken, round: round, total: perRound, users: users, connections: 8
+                    port: port, token: ServeRig.callbackToken, round: round, total: perRound, users: users, connections: 8
                 ).run(killing: serve.pid, afterAcks: killAt)
                 await serve.waitUntilDead()
                 #expect(serve.wasKilled, "round \(round): serve was not SIGKILLed (seed \(CrashSeed.value))")
                 #expect(result.acked.count >= killAt, "round \(round): only \(result.acked.count) callbacks acknowledged (seed \(CrashSeed.value))")
-                #expect(result.issued.count < perRound || result.failed > 0 || result.acked.count == perRound,
+                // Mid-burst: the kill stopped some callbacks from being acknowledged.
+                #expect(result.acked.count < perRound && (result.failed > 0 || result.issued.count < perRound),
                         "round \(round): the kill did not land mid-burst (seed \(CrashSeed.value))")
                 #expect(!serve.output.contains("callback shed"), "round \(round): a callback was shed (seed \(CrashSeed.value))")
                 acked.formUnion(result.acked)
@@ -49,7 +50,7 @@ struct CrashSafetyTests {
 
             // The restarted service takes new callbacks, and a replay of old keys stores nothing twice.
             let replayed = Array(acked.sorted().prefix(20))
-            let client = SignedCallbackClient(port: port, token: CrashRig.callbackToken, connections: 4)
+            let client = SignedCallbackClient(port: port, token: ServeRig.callbackToken, connections: 4)
             var fresh: [String] = []
             for i in 0..<20 {
                 let key = "crash-after-\(i)"
@@ -72,7 +73,7 @@ struct CrashSafetyTests {
     @Test("SIGKILL while subscribe sends are in flight (twice): those digests become in_doubt and are never resent; the rest are sent once after restart")
     func flushCrash() async throws {
         var random = CrashSeed.generator(for: "flush")
-        let rig = try CrashRig(sendConcurrency: 4)
+        let rig = try ServeRig(sendConcurrency: 4)
         defer { rig.remove() }
         let users = 48
         try rig.seedUsers(users, credits: 1)
@@ -131,7 +132,7 @@ struct CrashSafetyTests {
     @Test("SIGKILL while the access-token fetch is in flight: after restart every digest is sent exactly once")
     func tokenFetchCrash() async throws {
         var random = CrashSeed.generator(for: "token")
-        let rig = try CrashRig(sendConcurrency: 4)
+        let rig = try ServeRig(sendConcurrency: 4)
         defer { rig.remove() }
         let users = 12
         try rig.seedUsers(users, credits: 1)
@@ -190,7 +191,7 @@ struct CrashSafetyTests {
             // nothing reached WeChat, so it must be sent, not parked as in_doubt (SPEC §5.8, §5.9).
             #expect(inDoubt == [], """
                 \(inDoubt.count) digest(s) were marked `sending` before the engine had an access token, so the kill during \
-                the token fetch left them in_doubt and they were never sent (DigestEngine.send marks `sending` before \
+                the token fetch left them in_doubt and they were never sent (the sender marked `sending` before \
                 SubscribeSender fetches the token); fetch the token before markSending (seed \(CrashSeed.value))
                 """)
             #expect(all.allSatisfy { $0.state == .sent }, "\(all.filter { $0.state != .sent }.map { "\($0.imUserID): \($0.state)" })")
@@ -202,7 +203,7 @@ struct CrashSafetyTests {
 // MARK: - the rig: a temp dir, a config pointing at the fakes, and `serve` runs over one database
 
 /// The seed of every random kill point, printed by each test; `ROUNDUP_CRASH_SEED` replays one.
-private enum CrashSeed {
+enum CrashSeed {
     static let value: UInt64 = ProcessInfo.processInfo.environment["ROUNDUP_CRASH_SEED"].flatMap { UInt64($0) }
         ?? UInt64.random(in: 1...UInt64(UInt32.max))
 
@@ -213,7 +214,7 @@ private enum CrashSeed {
 }
 
 /// Polls `condition` until it holds or `timeout` seconds pass; true when it held.
-private func crashPoll(timeout: Double, _ condition: () async throws -> Bool) async throws -> Bool {
+func crashPoll(timeout: Double, _ condition: () async throws -> Bool) async throws -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try await condition() { return true }
@@ -233,158 +234,6 @@ private func tcpConnectionEstablished(toLoopbackPort port: Int) -> Bool? {
     return table.split(separator: "\n").dropFirst().contains { line in
         let fields = line.split(separator: " ")
         return fields.count > 3 && fields[2] == remote && fields[3] == "01"
-    }
-}
-
-/// A temporary directory with a `roundup.yaml` aimed at fake WeChat and IM servers, and the
-/// helpers to start `serve` on it, feed it and inspect its database.
-private struct CrashRig: Sendable {
-    static let callbackToken = "crash-callback-token"
-    static let template = "CRASH_TEMPLATE"
-
-    let dir: URL
-    let sendConcurrency: Int
-    let wechat = FakeWeChatServer()
-    let im = FakeIMServer()
-    /// The fake WeChat's port while `withFakes` runs.
-    private(set) var wechatPort = 0
-    var configFile: URL { dir.appendingPathComponent("roundup.yaml") }
-    var databasePath: String { dir.appendingPathComponent("roundup.sqlite").path }
-
-    init(sendConcurrency: Int) throws {
-        dir = try TestSupport.temporaryDirectory()
-        self.sendConcurrency = sendConcurrency
-    }
-
-    func remove() { try? FileManager.default.removeItem(at: dir) }
-
-    /// Runs the fakes around `body`, with the config written to point at them.
-    func withFakes(_ body: (CrashRig) async throws -> Void) async throws {
-        try await wechat.withRunning { wechatBase in
-            try await im.withRunning { imBase in
-                try yaml(wechatBase: wechatBase, imBase: imBase).write(to: configFile, atomically: true, encoding: .utf8)
-                var running = self
-                running.wechatPort = Int(wechatBase.split(separator: ":").last ?? "") ?? 0
-                try await body(running)
-            }
-        }
-    }
-
-    private func yaml(wechatBase: String, imBase: String) -> String {
-        """
-        server:
-          host: 127.0.0.1
-          port: 0
-        storage:
-          path: "\(databasePath)"
-        \(FakeConfigYAML.wechat(wechat, baseURL: wechatBase))\
-        \(FakeConfigYAML.im(im, baseURL: imBase, callbackToken: CrashRig.callbackToken))\
-        \(FakeConfigYAML.template(id: CrashRig.template))\
-        digest:
-          window: 10m
-          max_messages: 1000
-          send_concurrency: \(sendConcurrency)
-
-        """
-    }
-
-    /// Starts `serve` on the rig's config; each run logs to its own file.
-    func start() throws -> ServeProcess {
-        try ServeProcess.start(in: dir, config: configFile)
-    }
-
-    /// Opens the database as the CLI would (beside a running serve, or after it died).
-    func store() throws -> RoundupStore { try RoundupStore.open(path: databasePath) }
-
-    /// Binds users u0…u(n-1) to openids o_u0… and grants each `credits` one-time credits.
-    func seedUsers(_ n: Int, credits: Int) throws {
-        let store = try store()
-        let now = Timestamp(Date())
-        for i in 0..<n {
-            try store.updateUser("u\(i)", UserUpdate(openid: .set("o_u\(i)"), name: .set("家长\(i)")), now: now)
-            try store.applyCredit(openid: "o_u\(i)", templateID: CrashRig.template, change: .add(credits), eventKey: nil, now: now)
-        }
-    }
-
-    /// Posts `messages` signed callbacks to each of u0…u(n-1); every one must be acknowledged.
-    func postOneMessageEach(users: Int, port: Int, messages: Int) async throws {
-        let client = SignedCallbackClient(port: port, token: CrashRig.callbackToken, connections: 4)
-        defer { client.close() }
-        for m in 0..<messages {
-            for i in 0..<users {
-                let ok = await client.c2c(from: "teacher\(m)", to: "u\(i)", key: "flush-\(i)-\(m)", text: "第\(m)条 给u\(i)")
-                #expect(ok, "callback for u\(i) not acknowledged")
-            }
-        }
-    }
-
-    /// Every digest in these states.
-    func digests(in states: [DigestState]) throws -> [DigestSummary] {
-        try store().digestSummaries(states: states)
-    }
-
-    /// The ingest invariants after a crash and restart: each acknowledged key stored exactly
-    /// once, joined to its recipient's one open digest; nothing stored twice or never sent.
-    func expectIngestIntact(acked: Set<String>, issued: Set<String>, users: Int, context: String) throws {
-        let store = try store()
-        var rows: [String: [StoredMessage]] = [:]
-        for u in 0..<users {
-            let recipient = "p\(u)"
-            let messages = try store.messages(recipient: recipient)
-            for m in messages { rows[m.msgKey ?? "<none>", default: []].append(m) }
-            guard !messages.isEmpty else { continue }
-            let digest = try store.activeDigest(for: recipient)
-            #expect(digest?.state == .open, "\(context): \(recipient) has messages but no open digest")
-            #expect(messages.allSatisfy { $0.status == "pending" && $0.digestID == digest?.id },
-                    "\(context): a message of \(recipient) is not pending in its open digest")
-            #expect(digest?.pendingCount == messages.count, "\(context): \(recipient)'s digest counts \(digest?.pendingCount ?? -1) of \(messages.count)")
-        }
-        let missing = acked.filter { rows[$0] == nil }
-        #expect(missing.isEmpty, "\(context): \(missing.count) acknowledged callbacks are not stored, e.g. \(missing.sorted().prefix(5)) (seed \(CrashSeed.value))")
-        let doubled = rows.filter { $0.value.count != 1 }
-        #expect(doubled.isEmpty, "\(context): stored more than once: \(doubled.keys.sorted().prefix(5))")
-        let phantom = Set(rows.keys).subtracting(issued)
-        #expect(phantom.isEmpty, "\(context): stored but never sent: \(phantom.sorted().prefix(5))")
-        #expect(acked.count <= rows.count)
-    }
-
-    /// After the flush crashes: each user has one digest, sent exactly once or in_doubt (the
-    /// ones in flight at a kill) and never resent; credits and messages match the outcome.
-    func expectEachDigestOnce(users: Int, inDoubt expected: Set<Int64>) async throws {
-        let script = wechat.script
-        #expect(await script.overlaps == 0, "two sends to one openid overlapped")
-        let accepted = await script.accepted
-        let byOpenID = Dictionary(grouping: accepted, by: \.touser)
-        #expect(byOpenID.values.allSatisfy { $0.count == 1 }, "sent twice: \(byOpenID.filter { $0.value.count > 1 }.keys.sorted())")
-        let store = try store()
-        var sent = 0
-        var doubted = 0
-        for i in 0..<users {
-            let user = "u\(i)", openid = "o_u\(i)"
-            let digests = try store.digests(for: user)
-            #expect(digests.count == 1, "\(user) has \(digests.count) digests")
-            guard let digest = digests.first, let summary = try store.digestSummary(digest.id) else { continue }
-            let credit = try store.credit(openid: openid, templateID: CrashRig.template)?.count
-            let messages = try store.messages(recipient: user)
-            #expect(messages.count == 2, "\(user) lost messages: \(messages.count) of 2")
-            if expected.contains(digest.id) {
-                doubted += 1
-                #expect(summary.state == .inDoubt, "\(user): in flight at a kill but now \(summary.state)")
-                #expect((byOpenID[openid]?.count ?? 0) <= 1)
-                #expect(credit == 1, "\(user): an in_doubt digest spent a credit")
-                #expect(messages.allSatisfy { $0.status == "pending" }, "\(user): an in_doubt digest lost its messages")
-            } else {
-                sent += 1
-                #expect(summary.state == .sent, "\(user): \(summary.state), expected sent")
-                #expect(byOpenID[openid]?.count == 1, "\(user): the fake saw \(byOpenID[openid]?.count ?? 0) sends")
-                #expect(summary.msgid != nil && summary.msgid == byOpenID[openid]?.first?.msgid, "\(user): msgid does not match the fake's")
-                #expect(credit == 0, "\(user): the sent digest did not spend its credit")
-                #expect(messages.allSatisfy { $0.status == "delivered" })
-            }
-        }
-        #expect(sent + doubted == users, "a digest is neither sent nor in_doubt")
-        #expect(doubted == expected.count)
-        #expect(accepted.count >= sent && accepted.count <= users, "the fake accepted \(accepted.count) sends for \(sent) sent digests")
     }
 }
 

@@ -42,7 +42,7 @@ struct ConfigReloadTests {
         let file = h.dir.appendingPathComponent("roundup.yaml")
         try "digest:\n  window: 10m\n".write(to: file, atomically: true, encoding: .utf8)
         let loader = ConfigLoader(environment: [:])
-        let reloader = ConfigReloader(path: file.path, loader: loader, live: h.runtime.config, engine: h.runtime.engine, store: h.store,
+        let reloader = ConfigReloader(path: file.path, loader: loader, live: h.runtime.config, scheduler: h.runtime.scheduler, store: h.store,
                                       metrics: h.runtime.metrics, logger: h.runtime.logger, clock: h.clock)
         _ = await h.runtime.ingestor.handle(.c2cAfterSend(IMC2CMessage(
             from: "t", to: "p", msgSeq: 1, msgRandom: 1, msgTime: 1, msgKey: "k", msgID: nil, onlineOnly: false, sendMsgResult: 0,
@@ -51,14 +51,14 @@ struct ConfigReloadTests {
         #expect(try h.store.activeDigest(for: "p")?.dueAt == start + 600_000)
 
         try "digest:\n  window: 2m\n".write(to: file, atomically: true, encoding: .utf8)
-        #expect(reloader.reloadIfChanged())
+        #expect(await reloader.reloadIfChanged())
         #expect(h.runtime.config.snapshot.digest.policy.window == .minutes(2))
         let digest = try #require(try h.store.activeDigest(for: "p"))
         #expect(digest.dueAt == start + 120_000)
         #expect(try h.store.digestLog(digest.id).last?.kind == "retimed")
 
         try "digest:\n  window: soon\n".write(to: file, atomically: true, encoding: .utf8)
-        #expect(!reloader.reloadIfChanged())
+        #expect(await !reloader.reloadIfChanged())
         #expect(h.runtime.config.snapshot.digest.policy.window == .minutes(2))
         #expect(h.runtime.metrics.exposition().contains(#"roundup_config_reloads_total{outcome="failure"} 1"#))
     }

@@ -338,11 +338,11 @@ struct DigestCLITests {
         try f.user("p3", openid: "op3")
         let held = try f.open("p3", [("t", "x")])
         try f.configError(held)
-        #expect(try store.hasSendPause("template:T1"))
+        #expect(try store.hasSendPause(.template("T1")))
         let lifted = try await run("retry", String(held))
         #expect(lifted.status == 0, "\(lifted.stderr)")
         #expect(try store.digestSummary(held)?.state == .open)
-        #expect(try !store.hasSendPause("template:T1"))
+        #expect(try !store.hasSendPause(.template("T1")))
     }
 
     @Test("stats counts digests by state, sends saved and credits outstanding")

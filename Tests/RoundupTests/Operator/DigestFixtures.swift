@@ -64,14 +64,14 @@ struct DigestFixtures {
             _ = try tx.markSending(id, template: "T1", body: "{}", now: now - 20_000)
             try tx.setResult(id, errcode: errcode, errmsg: errmsg, msgid: msgid)
             try tx.moveDigest(id, from: .sending, to: state, reason: reason, now: now - 10_000, note: "test")
-            if state == .sent { try tx.finishMessages(ofDigest: id, status: "delivered", now: now - 10_000) }
+            if state == .sent { try tx.finishMessages(ofDigest: id, status: .delivered, now: now - 10_000) }
         }
     }
 
     /// A config-error hold as the engine leaves it: held with errcode 40037 and template T1 paused.
     func configError(_ id: Int64) throws {
         try finish(id, as: .held, reason: .configError, errcode: "40037", errmsg: "invalid template_id")
-        try store.setSendPause("template:T1", until: nil, reason: "errcode 40037", now: now)
+        try store.setSendPause(.template("T1"), until: nil, reason: "errcode 40037", now: now)
     }
 }
 

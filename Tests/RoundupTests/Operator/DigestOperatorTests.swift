@@ -36,8 +36,9 @@ struct DigestOperatorTests {
     func minInterval() throws {
         let (op, f) = try world("  min_interval: 1h\n")
         try f.finish(try f.open("p1", [("t1", "a")], ago: 120), as: .sent, errcode: "0", msgid: "1")
-        let lastSent = f.now - 10_000
-        try f.open("p1", [("t1", "b")], ago: 0, due: lastSent + 3_600_000)
+        // The interval counts from when the last send started (`finish` marks it sending 20 s ago).
+        let lastSendStart = f.now - 20_000
+        try f.open("p1", [("t1", "b")], ago: 0, due: lastSendStart + 3_600_000)
         let text = try op.explain("p1").text
         #expect(text.contains("min_interval 1h after the last send at 21:24 holds it until 22:24"))
     }

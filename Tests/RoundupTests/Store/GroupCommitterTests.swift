@@ -26,6 +26,8 @@ struct GroupCommitterTests {
         var stored = 0
         for u in 0..<7 { stored += try temp.store.messages(recipient: "p\(u)").count }
         #expect(stored == 500)
+        #expect(committer.committedTransactions >= 1)
+        #expect(committer.committedTransactions < 500, "\(committer.committedTransactions) transactions for 500 jobs: nothing was batched")
     }
 
     @Test("a failing job rolls back only itself")

@@ -4,10 +4,10 @@ import Testing
 
 @testable import Roundup
 
-/// The send path end to end (SPEC §5.6–5.9): signed IM callbacks in over loopback HTTP, the engine
+/// The send path end to end (SPEC §5.6–5.9): signed IM callbacks in over loopback HTTP, the pipeline
 /// driven by a manual clock, fake WeChat and IM REST servers on 127.0.0.1.
-@Suite("Digest engine")
-struct DigestEngineTests {
+@Suite("Digest pipeline: scheduler, sender and housekeeper")
+struct DigestPipelineTests {
     static let yaml = """
         wechat:
           app_id: wx_fake_app_id
@@ -24,9 +24,9 @@ struct DigestEngineTests {
     }
 
     /// Runs `body` with the service, both fakes and a runtime wired to them.
-    func withWorld(yaml: String = DigestEngineTests.yaml, dryRun: Bool = false, wechatTimeout: Duration = .seconds(5),
-                   _ body: (World) async throws -> Void) async throws {
-        let h = try ServiceHarness(yaml: yaml)
+    func withWorld(yaml: String = DigestPipelineTests.yaml, env: [String: String] = [:], dryRun: Bool = false,
+                   wechatTimeout: Duration = .seconds(5), _ body: (World) async throws -> Void) async throws {
+        let h = try ServiceHarness(yaml: yaml, env: env)
         defer { h.remove() }
         let wechat = FakeWeChatServer()
         let im = FakeIMServer()
@@ -66,10 +66,10 @@ struct DigestEngineTests {
                 try await message(w, to: "parent_001", key: "k\(i)", text: "第\(i + 1)条")
                 w.h.clock.advance(by: 60)
             }
-            #expect(await w.runtime.engine.runOnce() == 0)
+            #expect(await w.runtime.scheduler.runOnce() == 0)
             #expect(await w.wechat.script.accepted.isEmpty)
             w.h.clock.advance(by: 7 * 60)
-            #expect(await w.runtime.engine.runOnce() == 1)
+            #expect(await w.runtime.scheduler.runOnce() == 1)
             let sent = await w.wechat.script.accepted
             #expect(sent.count == 1)
             #expect(sent.first?.touser == "oP1")
@@ -83,7 +83,7 @@ struct DigestEngineTests {
             #expect(try w.h.store.messages(recipient: "parent_001").allSatisfy { $0.status == "delivered" })
             // Nothing is sent twice.
             w.h.clock.advance(by: 3600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(await w.wechat.script.accepted.count == 1)
         }
     }
@@ -95,7 +95,7 @@ struct DigestEngineTests {
             try await message(w, to: "parent_001", key: "k1")
             await w.im.state.setStatus(.online, for: ["parent_001"])
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(await w.wechat.script.accepted.isEmpty)
             let digest = try #require(try w.h.store.digests(for: "parent_001").first)
             #expect(digest.state == .cancelled)
@@ -109,10 +109,10 @@ struct DigestEngineTests {
         try await withWorld { w in
             try await message(w, to: "parent_009", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(try w.h.store.digests(for: "parent_009").first?.reason == .unbound)
             try bind(w, "parent_009", openid: "oP9")
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(await w.wechat.script.accepted.map(\.touser) == ["oP9"])
         }
     }
@@ -123,11 +123,11 @@ struct DigestEngineTests {
             try bind(w, "parent_001", openid: "oP1", credits: 0)
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(try w.h.store.digests(for: "parent_001").first?.reason == .noCredit)
             #expect(await w.wechat.script.accepted.isEmpty)
             _ = try w.runtime.ledger.grant(openid: "oP1", templateID: "T1", count: 1, idempotencyKey: "accept-1")
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(await w.wechat.script.accepted.count == 1)
             #expect(try w.h.store.credit(openid: "oP1", templateID: "T1")?.count == 0)
         }
@@ -135,7 +135,7 @@ struct DigestEngineTests {
 
     @Test("43101 zeroes that template's credits and the next template is used in the same pass")
     func noCreditAnswer() async throws {
-        let twoTemplates = DigestEngineTests.yaml + """
+        let twoTemplates = DigestPipelineTests.yaml + """
               - id: T2
                 fields: { thing1: "{{count}}条新消息" }
 
@@ -146,7 +146,7 @@ struct DigestEngineTests {
             await w.wechat.script.enqueue(.errcode(43101, "user refuse to accept the msg"))
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(try w.h.store.credit(openid: "oP1", templateID: "T1")?.count == 0)
             #expect(await w.wechat.script.accepted.map(\.templateID) == ["T2"])
             #expect(try w.h.store.digests(for: "parent_001").first?.state == .sent)
@@ -162,18 +162,18 @@ struct DigestEngineTests {
             await w.wechat.script.enqueue(.errcode(-1, "system error"))
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             let d = try #require(try w.h.store.digests(for: "parent_001").first)
             #expect(d.state == .open)
             #expect(d.dueAt == w.h.clock.timestamp + 30_000)
             w.h.clock.advance(by: 30)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(try w.h.store.digests(for: "parent_001").first?.state == .sent)
 
             await w.wechat.script.enqueue(.errcode(47003, "argument invalid! data.thing1.value invalid"))
             try await message(w, to: "parent_002", key: "k2")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             let dead = try #require(try w.h.store.digestSummaries(states: [.dead], user: "parent_002").first)
             #expect(dead.errcode == "47003")
             #expect(dead.errmsg?.contains("data.thing1.value invalid") == true)
@@ -188,12 +188,12 @@ struct DigestEngineTests {
             await w.wechat.script.enqueue(.delay(.seconds(1)))
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             let d = try #require(try w.h.store.digests(for: "parent_001").first)
             #expect(d.state == .inDoubt)
             #expect(try w.h.store.credit(openid: "oP1", templateID: "T1")?.count == 1)
             w.h.clock.advance(by: 3600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(try w.h.store.digests(for: "parent_001").first?.state == .inDoubt)
             // The push that reports WeChat delivered it.
             let event = WeChatEvent.subscribeSent(SentEvent(
@@ -216,7 +216,7 @@ struct DigestEngineTests {
             #expect(try w.h.store.recoverInterruptedSends(now: t0) == [d.id])
             #expect(try w.h.store.digestSummary(d.id)?.state == .inDoubt)
             w.h.clock.advance(by: 3600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(await w.wechat.script.accepted.isEmpty)
         }
     }
@@ -228,14 +228,14 @@ struct DigestEngineTests {
             await w.wechat.script.enqueue(.errcode(45009, "reach max api daily quota limit"))
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(try w.h.store.digests(for: "parent_001").first?.state == .open)
-            #expect(try w.h.store.sendPauses()["quota"] != nil)
-            await w.runtime.engine.runOnce()
+            #expect(try w.h.store.sendPauses().quota)
+            await w.runtime.scheduler.runOnce()
             #expect(await w.wechat.script.sendAttempts == 1)
             // 2025-03-05 00:00 Shanghai.
             w.h.clock.set(Date(timeIntervalSince1970: 1_741_104_000))
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(await w.wechat.script.accepted.count == 1)
         }
     }
@@ -247,19 +247,19 @@ struct DigestEngineTests {
             await w.wechat.script.failTokenRequests(-1)
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             let d = try #require(try w.h.store.digests(for: "parent_001").first)
             let after = try #require(try w.h.store.digestSummary(d.id))
             #expect(after.state == .open)
             #expect(after.errcode == "-1")
-            #expect(after.dueAt == w.h.clock.timestamp + DigestEngine.retryBase)
+            #expect(after.dueAt == w.h.clock.timestamp + DigestSender.retryBase)
             #expect(try w.h.store.dueDigest(d.id)?.attempts == 1)
             #expect(await w.wechat.script.sendAttempts == 0)
             let log = try w.h.store.digestLog(d.id).map(\.detail)
             #expect(!log.contains { $0.hasPrefix("sending") }, "\(log)")
             #expect(log.contains { $0.contains("errcode -1") && $0.contains("try 2") }, "\(log)")
             w.h.clock.advance(by: 30)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             #expect(try w.h.store.digestSummary(d.id)?.state == .sent)
             #expect(await w.wechat.script.accepted.count == 1)
             #expect(try w.h.store.dueDigest(d.id)?.attempts == 2)
@@ -273,7 +273,7 @@ struct DigestEngineTests {
             await w.wechat.script.failTokenRequests(40164)
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             let d = try #require(try w.h.store.digests(for: "parent_001").first)
             let after = try #require(try w.h.store.digestSummary(d.id))
             #expect(after.state == .held)
@@ -291,7 +291,7 @@ struct DigestEngineTests {
             try bind(w, "parent_001", openid: "oP1")
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             let d = try #require(try w.h.store.digests(for: "parent_001").first)
             #expect(d.state == .dryRun)
             #expect(await w.wechat.script.sendAttempts == 0)
@@ -315,11 +315,11 @@ struct DigestEngineTests {
             for i in 0..<1000 {
                 _ = try await committer.perform(timeout: .seconds(30)) { tx in
                     let id = try tx.insertMessage(NewMessage(msgKey: "m\(i)", recipient: "p\(i)", sender: "t", msgTime: 1, receivedAt: now, summary: "hi"))!
-                    try Ingestor.join(tx, user: "p\(i)", messages: [id], from: "t", windowStart: now, urgent: false, policy: policy, config: cfg, now: now)
+                    try DigestLifecycle(config: cfg, now: now).join(tx, user: "p\(i)", messages: [id], from: "t", windowStart: now, urgent: false, policy: policy)
                 }
             }
             w.h.clock.advance(by: 600)
-            await w.runtime.engine.runOnce()
+            await w.runtime.scheduler.runOnce()
             let sent = await w.wechat.script.accepted
             #expect(sent.count == 1000)
             #expect(Set(sent.map(\.touser)).count == 1000)
@@ -341,16 +341,16 @@ struct DigestEngineTests {
             logger.logLevel = .critical
             let api = IMRestClient(configuration: IMRestConfiguration(
                 baseURL: "http://127.0.0.1:1", sdkAppID: w.im.sdkAppID, adminIdentifier: w.im.adminIdentifier, secretKey: w.im.secretKey))
-            #expect(w.runtime.engine.sender != nil)
+            #expect(w.runtime.sender.wechat != nil)
             let restarted = RoundupRuntime(config: w.runtime.config.snapshot, store: store, clock: w.h.clock, logger: logger,
-                                           imAPI: api, wechatAPI: w.runtime.engine.sender?.api)
+                                           imAPI: api, wechatAPI: w.runtime.sender.wechat?.api)
             #expect(try store.activeDigest(for: "parent_001")?.dueAt == due)
             w.h.clock.advance(by: 599)
-            await restarted.engine.runOnce()
+            await restarted.scheduler.runOnce()
             #expect(await w.wechat.script.accepted.isEmpty)
             w.h.clock.advance(by: 1)
-            await restarted.engine.runOnce()
-            await restarted.engine.runOnce()
+            await restarted.scheduler.runOnce()
+            await restarted.scheduler.runOnce()
             #expect(await w.wechat.script.accepted.count == 1)
         }
     }
