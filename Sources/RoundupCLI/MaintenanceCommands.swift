@@ -33,3 +33,16 @@ struct CheckCommand: AsyncParsableCommand {
         print("database \(path) is sound")
     }
 }
+
+/// `roundup instances`: the running `serve` (on SQLite, the holder of the database's lock).
+struct InstancesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "instances", abstract: "Show the roundup serve that owns the database now.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let (_, store) = try global.openStore()
+        emit(try InstancesReport.sqlite(store: store, now: wallNow()), output)
+    }
+}

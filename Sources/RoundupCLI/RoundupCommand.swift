@@ -11,7 +11,7 @@ struct RoundupCommand: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, DemoCommand.self, ConfigCommand.self, UsersCommand.self, CreditsCommand.self,
             UserSigCommand.self, BackupCommand.self, CheckCommand.self, PendingCommand.self, ShowCommand.self, ExplainCommand.self, FlushCommand.self,
-            CancelCommand.self, HistoryCommand.self, DeadCommand.self, RetryCommand.self, StatsCommand.self,
+            CancelCommand.self, HistoryCommand.self, DeadCommand.self, RetryCommand.self, StatsCommand.self, InstancesCommand.self,
         ])
 }
 

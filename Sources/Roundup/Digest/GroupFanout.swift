@@ -53,7 +53,7 @@ public final class GroupFanout: Service, Sendable {
         while true {
             let batch: [PendingGroupMessage]
             do {
-                batch = try store.pendingGroupMessages(limit: 50)
+                batch = try await store.pendingGroupMessages(limit: 50)
             } catch {
                 logger.error("cannot read pending group messages", metadata: ["error": "\(error)"])
                 return true

@@ -65,3 +65,32 @@ public final class ServeLease: Sendable {
         return ServeLease(fd: fd, lockPath: lockPath)
     }
 }
+
+/// The `serve` that owns an SQLite database right now (`roundup instances`).
+public struct LeaseHolder: Sendable, Equatable {
+    public var pid: Int
+    public var host: String
+    public var acquiredAt: Timestamp
+    public var renewedAt: Timestamp
+}
+
+extension ServeLease {
+    /// The live owner of the store's database, or nil when no `serve` holds its lock (a lease row
+    /// left by a process that died does not count: the kernel released its lock).
+    public static func holder(of store: RoundupStore) throws -> LeaseHolder? {
+        guard let path = store.path else { return nil }
+        let fd = posixOpen(path + ".lock", O_RDWR | O_CLOEXEC, 0)
+        guard fd >= 0 else { return nil }  // never locked: no serve has run here
+        defer { posixClose(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return nil
+        }
+        return try store.writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT pid, host, acquired_at, renewed_at FROM serve_lease WHERE id = 1").map {
+                LeaseHolder(pid: $0["pid"], host: $0["host"], acquiredAt: Timestamp(milliseconds: $0["acquired_at"]),
+                            renewedAt: Timestamp(milliseconds: $0["renewed_at"]))
+            }
+        }
+    }
+}

@@ -355,8 +355,8 @@ public struct PendingGroupMessage: Sendable, Equatable {
 
 extension RoundupStore {
     /// Group messages whose fan-out has not finished, oldest first (survives restarts).
-    public func pendingGroupMessages(limit: Int = 100) throws -> [PendingGroupMessage] {
-        try writer.read { db in
+    public func pendingGroupMessages(limit: Int = 100) async throws -> [PendingGroupMessage] {
+        try await writer.read { db in
             try Row.cachedAll(
                 db,
                 sql: """

@@ -21,11 +21,16 @@ struct ServeProcessTests {
         #expect(second.status == 1)
         #expect(second.stderr.contains("another roundup serve (pid \(first.pid)) owns"))
 
+        let instances = try await runRoundup(["instances", "--json"], in: dir)
+        #expect(instances.status == 0)
+        #expect(instances.stdout.contains("\"pid\":\(first.pid)"), "roundup instances does not name the owner: \(instances.stdout)")
         #expect(try await runRoundup(["users", "bind", "p1", "o_p1"], in: dir).status == 0)
         #expect(try await runRoundup(["users", "list", "--json"], in: dir).stdout.contains("o_p1"))
 
         await first.sigkill()
         #expect(first.wasKilled)
+        // The dead owner's lease row stays, but nobody holds the lock: no instance.
+        #expect(try await runRoundup(["instances", "--json"], in: dir).stdout.contains("\"instances\":[]"))
         let third = try ServeProcess.start(in: dir, config: nil, environment: Self.loopback)
         _ = try await third.waitUntilListening()
         await third.terminate()
