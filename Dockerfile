@@ -28,7 +28,7 @@ COPY Package.swift ./
 COPY Sources ./Sources
 COPY Tests ./Tests
 RUN swift build -c release --static-swift-stdlib --product roundup \
-    && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/roundup" /out/roundup \
+    && install -D -s -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/roundup" /out/roundup \
     && ! ldd /out/roundup | grep -E 'libswift|libFoundation|libdispatch'
 
 # --- run ---------------------------------------------------------------------------------------
