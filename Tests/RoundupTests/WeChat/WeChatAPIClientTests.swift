@@ -137,8 +137,9 @@ struct WeChatAPIClientTests {
 
     @Test("a refused connection is retryable: WeChat never saw the request")
     func connectionRefused() async throws {
-        let closedBaseURL = try await FakeWeChatServer().withRunning { $0 }
-        let client = WeChatAPIClient(baseURL: closedBaseURL, timeout: .seconds(1))
+        // Port 1 on loopback: nothing listens there. (A port freed by a stopped fake could be
+        // taken at once by another test's server running in parallel.)
+        let client = WeChatAPIClient(baseURL: "http://127.0.0.1:1", timeout: .seconds(1))
         let outcome = await client.sendSubscribeMessage(Self.message, accessToken: "t")
         guard case .retryable = outcome else {
             Issue.record("expected retryable, got \(outcome)")
