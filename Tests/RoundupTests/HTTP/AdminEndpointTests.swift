@@ -85,7 +85,13 @@ struct AdminEndpointTests {
             let conflict = try await call(c, .put, "/admin/users/b", #"{"openid":"o1"}"#)
             #expect(conflict.0 == 409)
             #expect(conflict.1.hasPrefix(#"{"error":""#))
-            #expect(try await call(c, .put, "/admin/users/b", #"{"openid":42}"#).0 == 422)
+            let wrongType = try await call(c, .put, "/admin/users/b", #"{"openid":42}"#)
+            #expect(wrongType.0 == 422)
+            #expect(try object(wrongType.1)["error"] as? String == "openid must be a string or null")
+            let unknown = try await call(c, .put, "/admin/users/b", #"{"name":"x","nickname":"x"}"#)
+            #expect(unknown.0 == 422)
+            #expect(try object(unknown.1)["error"] as? String == "nickname is not a known field (fields: openid, name, profile)")
+            #expect(try h.store.user("b") == nil)
             #expect(try await call(c, .put, "/admin/users/b", #"{"profile":"vip"}"#).0 == 422)
             #expect(try await call(c, .put, "/admin/users/b", #"{"nickname":"x"}"#).0 == 422)
             #expect(try await call(c, .put, "/admin/users/b", "{oops").0 == 400)
@@ -112,7 +118,7 @@ struct AdminEndpointTests {
         }
     }
 
-    @Test("POST /admin/credits adds up, applies a repeated idempotency key once, and refuses bad counts and templates")
+    @Test("POST /admin/credits adds up, applies a repeated idempotency key once, and refuses bad counts, templates, types and keys")
     func credits() async throws {
         let h = try harness()
         defer { h.remove() }
@@ -126,11 +132,20 @@ struct AdminEndpointTests {
             #expect(try object(more.1)["credits"] as? Int == 3)
             for bad in [#"{"openid":"oP","template_id":"T1","count":0}"#, #"{"openid":"oP","template_id":"T1","count":101}"#,
                         #"{"openid":"oP","template_id":"T1","count":1.5}"#, #"{"openid":"oP","template_id":"T1","count":true}"#,
-                        #"{"openid":"oP","template_id":"NOPE","count":1}"#, #"{"template_id":"T1","count":1}"#] {
+                        #"{"openid":"oP","template_id":"NOPE","count":1}"#, #"{"template_id":"T1","count":1}"#,
+                        #"{"openid":"oP","template_id":"T1","count":"1"}"#, #"{"openid":"oP","template_id":"T1","count":null}"#,
+                        #"{"openid":"","template_id":"T1","count":1}"#, #"{"openid":"oP","template_id":"T1"}"#,
+                        #"{"openid":"oP","template_id":"T1","count":1,"idempotency_key":""}"#,
+                        #"{"openid":"oP","template_id":"T1","count":1,"idempotency_key":null}"#,
+                        #"{"openid":"oP","template_id":"T1","count":1,"idempotency_key":7}"#] {
                 #expect(try await call(c, .post, "/admin/credits", bad).0 == 422, "\(bad)")
             }
+            // A whole number written with a fraction counts, and members the API does not know are ignored.
+            let whole = try await call(c, .post, "/admin/credits", #"{"openid":"oP","template_id":"T1","count":2.0,"idempotency_key":"c","note":"x"}"#)
+            #expect(whole.0 == 200)
+            #expect(try object(whole.1)["credits"] as? Int == 5)
         }
-        #expect(try h.store.credit(openid: "oP", templateID: "T1")?.count == 3)
+        #expect(try h.store.credit(openid: "oP", templateID: "T1")?.count == 5)
     }
 }
 
