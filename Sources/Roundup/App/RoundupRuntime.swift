@@ -75,10 +75,13 @@ public struct RoundupRuntime: Sendable {
             .addRoutes(to: router)
         WeChatPushController(ledger: ledger, config: config, logger: logger).addRoutes(to: router)
         let engine = self.engine
-        AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock, onBindingChanged: { user, profileChanged in
-            if profileChanged { engine.retimeOpenDigests(user: user, reason: "profile changed") }
-            engine.wake()
-        })
+        let bindings = BindingService(
+            store: store, profiles: { [config] in Set(config.snapshot.digest.profiles.keys) }, now: { [clock] in clock.timestamp },
+            afterChange: { changes in
+                for change in changes where change.profileChanged { engine.retimeOpenDigests(user: change.userID, reason: "profile changed") }
+                engine.wake()
+            })
+        AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock, bindings: bindings)
             .addRoutes(to: router)
         AdminDigestController(store: store, config: config, clock: clock, onFlushed: { engine.wake() }).addRoutes(to: router)
         return router

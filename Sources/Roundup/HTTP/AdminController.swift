@@ -10,9 +10,9 @@ struct AdminController: Sendable {
     let presence: PresenceMap
     let config: LiveConfig
     let clock: any WallClock
-    /// A binding changed (user id, whether the profile changed): held digests may be sendable
-    /// now, and a new profile re-times the user's open digest.
-    let onBindingChanged: @Sendable (String, Bool) -> Void
+    /// Every bind goes through it: the rules `users bind` and `users import` keep, and the
+    /// re-time and wake after a change.
+    let bindings: BindingService
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         let admin = router.group("admin").add(middleware: BearerAuthMiddleware<Context>(config: config))
@@ -31,24 +31,14 @@ struct AdminController: Sendable {
 
     private func putUser(_ request: Request, id: String) async throws -> Response {
         let body = try await decodeBody(UserBindingBody.self, request, refusingUnknownFields: true)
-        /// An empty string clears the field, like `null`.
-        func clearingEmpty(_ update: FieldUpdate<String>) -> FieldUpdate<String> {
-            if case .set(let value) = update, value.isEmpty { return .clear }
-            return update
-        }
-        let update = UserUpdate(openid: clearingEmpty(body.openid), name: clearingEmpty(body.name), profile: clearingEmpty(body.profile))
-        if case .set(let profile) = update.profile, config.snapshot.digest.profiles[profile] == nil {
-            throw APIError(.unprocessableContent, "profile \(profile) is not in digest.profiles")
-        }
-        if case .set(let openid) = update.openid, openid.utf8.count > 128 {
-            throw APIError(.unprocessableContent, "openid is too long")
-        }
         do {
-            try store.updateUser(id, update, now: clock.timestamp)
-        } catch StoreError.openidBoundElsewhere(_, let other) {
-            throw APIError(.conflict, "that openid is already bound to user \(other)")
+            try bindings.bind(id, BindingRequest(openid: body.openid, name: body.name, profile: body.profile))
+        } catch let error as BindingError {
+            switch error {
+            case .invalid: throw APIError(.unprocessableContent, error.description)
+            case .openidBoundElsewhere: throw APIError(.conflict, error.description)
+            }
         }
-        onBindingChanged(id, update.profile != .keep)
         return jsonResponse(.ok, try userObject(id))
     }
 

@@ -71,8 +71,11 @@ struct AdminEndpointTests {
             #expect(cleared["name"] is NSNull)
             #expect(cleared["openid"] as? String == "oP1")
             // A teacher has only a name; ids are percent-decoded once.
-            #expect(try await call(c, .put, "/admin/users/teacher%20li", #"{"name":"李老师"}"#).0 == 200)
-            #expect(try h.store.user("teacher li")?.name == "李老师")
+            #expect(try await call(c, .put, "/admin/users/teacher%E6%9D%8E", #"{"name":"李老师"}"#).0 == 200)
+            #expect(try h.store.user("teacher李")?.name == "李老师")
+            // The id follows the same rules as `users bind`: no spaces, at most 32 bytes.
+            #expect(try await call(c, .put, "/admin/users/teacher%20li", #"{"name":"李老师"}"#).0 == 422)
+            #expect(try await call(c, .put, "/admin/users/\(String(repeating: "u", count: 33))", #"{"name":"x"}"#).0 == 422)
         }
     }
 
@@ -98,6 +101,33 @@ struct AdminEndpointTests {
             #expect(try await call(c, .put, "/admin/users/b", "[1]").0 == 400)
             #expect(try await call(c, .put, "/admin/users/b", #"{"name":"x"}"#, type: "text/plain").0 == 415)
         }
+    }
+
+    @Test("PUT refuses the openids users bind and users import refuse (422), binding nothing", arguments: OpenidCases.refused)
+    func putRefusesOpenid(_ bad: OpenidCases.Refused) async throws {
+        let h = try harness()
+        defer { h.remove() }
+        try await h.withClient { (c: any TestClientProtocol) async throws in
+            let body = String(decoding: try JSONSerialization.data(withJSONObject: ["openid": bad.openid, "name": "王芳"]), as: UTF8.self)
+            let refused = try await call(c, .put, "/admin/users/parent_1", body)
+            #expect(refused.0 == 422)
+            #expect((try object(refused.1)["error"] as? String)?.contains("is not an openid") == true)
+        }
+        #expect(try h.store.user("parent_1") == nil)
+    }
+
+    @Test("PUT binds a 64-character openid of every allowed kind; an empty openid is refused, null clears it")
+    func putLongestOpenid() async throws {
+        let h = try harness()
+        defer { h.remove() }
+        try await h.withClient { (c: any TestClientProtocol) async throws in
+            let bound = try await call(c, .put, "/admin/users/parent_1", #"{"openid":"\#(OpenidCases.longest)"}"#)
+            #expect(bound.0 == 200)
+            #expect(try object(bound.1)["openid"] as? String == OpenidCases.longest)
+            #expect(try await call(c, .put, "/admin/users/parent_1", #"{"openid":""}"#).0 == 422)
+            #expect(try await call(c, .put, "/admin/users/parent_1", #"{"openid":null}"#).0 == 200)
+        }
+        #expect(try h.store.user("parent_1")?.openid == nil)
     }
 
     @Test("DELETE unbinds (204) and keeps pending messages; ?erase=true removes everything about the user")

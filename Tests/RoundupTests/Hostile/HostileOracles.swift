@@ -556,10 +556,10 @@ enum HostileOracles {
             if row.line <= lastLine { problems.append("row lines are not increasing after the header (\(row.line) after \(lastLine))") }
             lastLine = row.line
             if row.line > lineCount { problems.append("a row on line \(row.line) of a \(lineCount)-line file") }
-            if e.imUserID.isEmpty || RosterCSV.invalidUserID(e.imUserID) != nil { problems.append("line \(row.line): an invalid im_user_id was accepted") }
+            if e.imUserID.isEmpty || BindingRules.problem(userID: e.imUserID) != nil { problems.append("line \(row.line): an invalid im_user_id was accepted") }
             if !ids.insert(e.imUserID).inserted { problems.append("line \(row.line): a repeated im_user_id was accepted") }
             if let openid = e.openid {
-                if openid.isEmpty || !RosterCSV.isPlausibleOpenid(openid) { problems.append("line \(row.line): an invalid openid was accepted") }
+                if openid.isEmpty || !BindingRules.isValidOpenid(openid) { problems.append("line \(row.line): an invalid openid was accepted") }
                 if !openids.insert(openid).inserted { problems.append("line \(row.line): a repeated openid was accepted") }
             }
             if let profile = e.profile, !knownProfiles.contains(profile) { problems.append("line \(row.line): an unknown profile was accepted") }
