@@ -187,6 +187,7 @@ struct StrictJSONParser {
         return result
     }
 
+    /// Skips JSON whitespace: space, tab, line feed and carriage return, nothing else.
     mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
@@ -196,6 +197,7 @@ struct StrictJSONParser {
         }
     }
 
+    /// The error `reason` at the current byte.
     func failure(_ reason: StrictJSON.SyntaxError.Reason) -> StrictJSON.SyntaxError {
         StrictJSON.SyntaxError(offset: index, reason: reason)
     }
@@ -207,6 +209,7 @@ struct StrictJSONParser {
         return failure(bytes[index] == UInt8(ascii: "/") ? .comment : reason)
     }
 
+    /// One value of any kind, after optional whitespace.
     mutating func value() throws(StrictJSON.SyntaxError) -> StrictJSON {
         skipWhitespace()
         guard index < bytes.count else { throw failure(.unexpectedEnd) }
@@ -223,6 +226,7 @@ struct StrictJSONParser {
         }
     }
 
+    /// `true`, `false` or `null`, spelled exactly.
     mutating func literal(_ word: StaticString) throws(StrictJSON.SyntaxError) {
         let count = word.utf8CodeUnitCount
         for offset in 0..<count {
@@ -234,6 +238,7 @@ struct StrictJSONParser {
         index += count
     }
 
+    /// An object starting at `{`, each key once.
     mutating func object() throws(StrictJSON.SyntaxError) -> StrictJSON {
         depth += 1
         guard depth <= Self.maximumDepth else { throw failure(.tooDeep) }
@@ -290,6 +295,7 @@ struct StrictJSONParser {
         }
     }
 
+    /// An array starting at `[`.
     mutating func array() throws(StrictJSON.SyntaxError) -> StrictJSON {
         depth += 1
         guard depth <= Self.maximumDepth else { throw failure(.tooDeep) }
@@ -404,6 +410,7 @@ struct StrictJSONParser {
         return Unicode.Scalar(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)) ?? "\u{FFFD}"
     }
 
+    /// The four hex digits of a `\u` escape.
     mutating func hex4() throws(StrictJSON.SyntaxError) -> UInt32 {
         var value: UInt32 = 0
         for _ in 0..<4 {
@@ -502,6 +509,7 @@ private struct ExactKey: Hashable {
         return sketch(count: utf8.count, first: first, last: last)
     }
 
+    /// Whether two keys have the same UTF-8 bytes.
     static func same(_ a: String, _ b: String) -> Bool {
         a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
     }
