@@ -24,7 +24,7 @@ struct UsersCommand: AsyncParsableCommand {
                 throw OperatorFailure("\(file) is not UTF-8 text.")
             }
             let (loaded, store) = try global.openStore()
-            let report = try RosterOperator(store: store, config: loaded.config, now: wallNow).importRoster(csv: text)
+            let report = try rosterOperator(store: store, config: loaded.config).importRoster(csv: text)
             emit(report, output)
         }
     }
@@ -36,7 +36,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (loaded, store) = try global.openStore()
-            emit(try RosterOperator(store: store, config: loaded.config, now: wallNow).list(), output)
+            emit(try rosterOperator(store: store, config: loaded.config).list(), output)
         }
     }
 
@@ -52,7 +52,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (loaded, store) = try global.openStore()
-            let op = RosterOperator(store: store, config: loaded.config, now: wallNow)
+            let op = rosterOperator(store: store, config: loaded.config)
             emit(try op.bind(id, openid: openid, name: name, profile: profile), output)
         }
     }
@@ -65,7 +65,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (loaded, store) = try global.openStore()
-            emit(try RosterOperator(store: store, config: loaded.config, now: wallNow).unbind(id), output)
+            emit(try rosterOperator(store: store, config: loaded.config).unbind(id), output)
         }
     }
 }
@@ -80,6 +80,16 @@ struct CreditsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (loaded, store) = try global.openStore()
-        emit(try RosterOperator(store: store, config: loaded.config, now: wallNow).credits(user: user), output)
+        emit(try rosterOperator(store: store, config: loaded.config).credits(user: user), output)
     }
+}
+
+/// The roster operator the commands share. A bind or import that changes a user's profile
+/// re-times that user's open digest here, in this process; a running `serve` reads the new due
+/// time from the database.
+func rosterOperator(store: RoundupStore, config: RoundupConfig) -> RosterOperator {
+    RosterOperator(store: store, config: config, now: wallNow, afterBindingChange: { changes in
+        try DigestLifecycle.retime(store: store, config: config, now: wallNow(), users: changes.filter(\.profileChanged).map(\.userID),
+                                   reason: "profile changed")
+    })
 }

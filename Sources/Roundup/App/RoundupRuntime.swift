@@ -108,10 +108,14 @@ public struct RoundupRuntime: Sendable {
             .addRoutes(to: router)
         WeChatPushController(ledger: ledger, config: config, logger: logger).addRoutes(to: router)
         let scheduler = self.scheduler
-        AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock, onBindingChanged: { user, profileChanged in
-            if profileChanged { await scheduler.retimeOpenDigests(user: user, reason: "profile changed") }
-            scheduler.wake()
-        })
+        let bindings = BindingService(
+            store: store, profiles: { [config] in Set(config.snapshot.digest.profiles.keys) }, now: { [clock] in clock.timestamp },
+            afterChange: { [store, config] changes in
+                try DigestLifecycle.retime(store: store, config: config.snapshot, now: clock.timestamp,
+                                           users: changes.filter(\.profileChanged).map(\.userID), reason: "profile changed")
+                scheduler.wake()
+            })
+        AdminController(store: store, ledger: ledger, presence: presence, config: config, clock: clock, bindings: bindings)
             .addRoutes(to: router)
         AdminDigestController(store: store, config: config, clock: clock, onFlushed: { scheduler.wake() }).addRoutes(to: router)
         return router

@@ -154,6 +154,14 @@ public struct DigestLifecycle: Sendable {
         return changed
     }
 
+    /// Re-times the open digests of these users under `config` (their profile changed: a bind or
+    /// an import), in one transaction.
+    public static func retime(store: RoundupStore, config: RoundupConfig, now: Timestamp, users: [String], reason: String) throws {
+        guard !users.isEmpty else { return }
+        let lifecycle = DigestLifecycle(config: config, now: now)
+        _ = try store.write { tx in try users.reduce(0) { $0 + (try lifecycle.retime(tx, user: $1, reason: reason)) } }
+    }
+
     /// When a due digest picked for sending must wait instead: the end of the quiet hours it is in
     /// (unless flushed with `--force`), or `min_interval` after the start of the user's last send
     /// (unless flushed or urgent). Nil when it may go now.

@@ -10,9 +10,9 @@ struct AdminController: Sendable {
     let presence: PresenceMap
     let config: LiveConfig
     let clock: any WallClock
-    /// A binding changed (user id, whether the profile changed): held digests may be sendable
-    /// now, and a new profile re-times the user's open digest.
-    let onBindingChanged: @Sendable (String, Bool) async -> Void
+    /// Every bind goes through it: the rules `users bind` and `users import` keep, and the
+    /// re-time and wake after a change.
+    let bindings: BindingService
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         let admin = router.group("admin").add(middleware: BearerAuthMiddleware<Context>(config: config))
@@ -30,31 +30,15 @@ struct AdminController: Sendable {
     }
 
     private func putUser(_ request: Request, id: String) async throws -> Response {
-        let body = try await jsonObject(request)
-        func field(_ key: String) throws -> FieldUpdate<String> {
-            guard let value = body[key] else { return .keep }
-            if value is NSNull { return .clear }
-            guard let s = value as? String, !(value is NSNumber) else {
-                throw APIError(.unprocessableContent, "\(key) must be a string or null")
-            }
-            return s.isEmpty ? .clear : .set(s)
-        }
-        for key in body.keys where !["openid", "name", "profile"].contains(key) {
-            throw APIError(.unprocessableContent, "unknown field \(key) (fields: openid, name, profile)")
-        }
-        let update = UserUpdate(openid: try field("openid"), name: try field("name"), profile: try field("profile"))
-        if case .set(let profile) = update.profile, config.snapshot.digest.profiles[profile] == nil {
-            throw APIError(.unprocessableContent, "profile \(profile) is not in digest.profiles")
-        }
-        if case .set(let openid) = update.openid, openid.utf8.count > 128 {
-            throw APIError(.unprocessableContent, "openid is too long")
-        }
+        let body = try await decodeBody(UserBindingBody.self, request, refusingUnknownFields: true)
         do {
-            try store.updateUser(id, update, now: clock.timestamp)
-        } catch StoreError.openidBoundElsewhere(_, let other) {
-            throw APIError(.conflict, "that openid is already bound to user \(other)")
+            try bindings.bind(id, BindingRequest(openid: body.openid, name: body.name, profile: body.profile))
+        } catch let error as BindingError {
+            switch error {
+            case .invalid: throw APIError(.unprocessableContent, error.description)
+            case .openidBoundElsewhere: throw APIError(.conflict, error.description)
+            }
         }
-        await onBindingChanged(id, update.profile != .keep)
         return jsonResponse(.ok, try userObject(id))
     }
 
@@ -74,25 +58,17 @@ struct AdminController: Sendable {
     }
 
     private func postCredits(_ request: Request) async throws -> Response {
-        let body = try await jsonObject(request)
-        guard let openid = body["openid"] as? String, !openid.isEmpty else {
-            throw APIError(.unprocessableContent, "openid must be a non-empty string")
-        }
-        guard let template = body["template_id"] as? String, config.snapshot.template(id: template) != nil else {
+        let body = try await decodeBody(CreditGrantBody.self, request, refusingUnknownFields: false)
+        guard !body.openid.isEmpty else { throw APIError(.unprocessableContent, "openid must be a non-empty string") }
+        guard let template = config.snapshot.template(id: body.templateID) else {
             throw APIError(.unprocessableContent, "template_id must name a template in the config")
         }
-        guard let number = body["count"] as? NSNumber, CFGetTypeIDIsNumber(number), number.doubleValue == number.doubleValue.rounded(),
-              (1...100).contains(number.intValue)
-        else {
-            throw APIError(.unprocessableContent, "count must be a whole number from 1 to 100")
-        }
-        let key = body["idempotency_key"]
-        if key != nil, !(key is String) || (key as? String)?.isEmpty == true {
-            throw APIError(.unprocessableContent, "idempotency_key must be a non-empty string")
-        }
-        let (_, credit) = try ledger.grant(openid: openid, templateID: template, count: number.intValue, idempotencyKey: key as? String)
-        let total = config.snapshot.template(id: template)?.kind == .longTerm ? (credit.subscribed ? 1 : 0) : credit.count
-        return jsonResponse(.ok, .object([("openid", .string(openid)), ("template_id", .string(template)), ("credits", .int(Int64(total)))]))
+        guard (1...100).contains(body.count) else { throw APIError(.unprocessableContent, "count must be a whole number from 1 to 100") }
+        if body.idempotencyKey?.isEmpty == true { throw APIError(.unprocessableContent, "idempotency_key must be a non-empty string") }
+        let (_, credit) = try ledger.grant(openid: body.openid, templateID: body.templateID, count: body.count, idempotencyKey: body.idempotencyKey)
+        let total = template.kind == .longTerm ? (credit.subscribed ? 1 : 0) : credit.count
+        return jsonResponse(
+            .ok, .object([("openid", .string(body.openid)), ("template_id", .string(body.templateID)), ("credits", .int(Int64(total)))]))
     }
 
     /// The user object of `GET /admin/users/{id}`.
@@ -113,23 +89,79 @@ struct AdminController: Sendable {
         ])
     }
 
-    /// The body as a JSON object: 415 unless `application/json`, 400 unless an object.
-    private func jsonObject(_ request: Request) async throws -> [String: Any] {
-        let type = request.headers[.contentType]?.lowercased() ?? ""
-        guard type.hasPrefix("application/json") else {
+    /// The body decoded as `type`: 415 unless `application/json`, 400 unless it is strict JSON
+    /// and an object, 422 when a field is unknown (if refused) or of the wrong type.
+    private func decodeBody<T: Decodable>(_ type: T.Type, _ request: Request, refusingUnknownFields: Bool) async throws -> T {
+        let contentType = request.headers[.contentType]?.lowercased() ?? ""
+        guard contentType.hasPrefix("application/json") else {
             throw APIError(.unsupportedMediaType, "the body must be JSON with Content-Type: application/json")
         }
         let body = try await request.collectBody(limit: config.snapshot.server.maxBodyBytes)
-        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
-            throw APIError(.badRequest, "the body is not a JSON object")
+        let value: StrictJSON
+        do {
+            value = try StrictJSON.parse(Data(buffer: body))
+        } catch {
+            throw APIError(.badRequest, "the body is not valid JSON: \(error)")
         }
-        return object
+        guard case .object = value else { throw APIError(.badRequest, "the body is not a JSON object") }
+        do {
+            return try StrictJSONDecoder(refusesUnknownKeys: refusingUnknownFields).decode(type, from: value)
+        } catch let error as DecodingError {
+            throw APIError(.unprocessableContent, error.sentence)
+        }
     }
 }
 
-/// True for JSON numbers (not booleans, which JSONSerialization also gives as NSNumber).
-private func CFGetTypeIDIsNumber(_ n: NSNumber) -> Bool {
-    String(cString: n.objCType) != "c"
+/// The body of `PUT /admin/users/{id}`: a merge, where a key left out stays and `null` clears.
+struct UserBindingBody: Decodable, Equatable {
+    var openid: FieldUpdate<String>
+    var name: FieldUpdate<String>
+    var profile: FieldUpdate<String>
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case openid, name, profile
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        /// Absent: keep; `null`: clear; a string: set (an empty one is the binding service's to judge).
+        func field(_ key: CodingKeys) throws -> FieldUpdate<String> {
+            guard container.contains(key) else { return .keep }
+            if try container.decodeNil(forKey: key) { return .clear }
+            do {
+                return .set(try container.decode(String.self, forKey: key))
+            } catch DecodingError.typeMismatch(let type, let context) {
+                throw DecodingError.typeMismatch(type, .init(codingPath: context.codingPath, debugDescription: "must be a string or null"))
+            }
+        }
+        openid = try field(.openid)
+        name = try field(.name)
+        profile = try field(.profile)
+    }
+}
+
+/// The body of `POST /admin/credits`; other members are ignored.
+struct CreditGrantBody: Decodable, Equatable {
+    var openid: String
+    var templateID: String
+    var count: Int
+    /// Present only when given; `null` is refused like any other non-string.
+    var idempotencyKey: String?
+
+    enum CodingKeys: String, CodingKey {
+        case openid
+        case templateID = "template_id"
+        case count
+        case idempotencyKey = "idempotency_key"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        openid = try container.decode(String.self, forKey: .openid)
+        templateID = try container.decode(String.self, forKey: .templateID)
+        count = try container.decode(Int.self, forKey: .count)
+        idempotencyKey = container.contains(.idempotencyKey) ? try container.decode(String.self, forKey: .idempotencyKey) : nil
+    }
 }
 
 /// `Authorization: Bearer <server.admin_token>` for `/admin/*`.

@@ -22,7 +22,7 @@ public struct RosterRow: Sendable, Equatable {
 }
 
 /// Reads `im_user_id,openid,name,profile` CSV files (RFC 4180: quotes, `""`, CRLF, a UTF-8 BOM)
-/// into validated roster entries.
+/// into roster entries checked by `BindingRules`, the rules every way of binding shares.
 public enum RosterCSV {
     public static let columns = ["im_user_id", "openid", "name", "profile"]
 
@@ -63,30 +63,23 @@ public enum RosterCSV {
             }
             var rowProblems: [String] = []
             let id = value("im_user_id") ?? ""
-            if id.isEmpty {
-                rowProblems.append("im_user_id is empty")
-            } else if let why = invalidUserID(id) {
+            if let why = BindingRules.problem(userID: id) {
                 rowProblems.append(why)
             } else if let first = userLines[id] {
                 rowProblems.append("user \(id) already appears on line \(first)")
             }
             let openid = value("openid")
             if let openid {
-                if !isPlausibleOpenid(openid) {
-                    rowProblems.append("openid \"\(openid)\" is not an openid (letters, digits, - and _, up to 64)")
+                if let why = BindingRules.problem(openid: openid) {
+                    rowProblems.append(why)
                 } else if let first = openidLines[openid] {
                     rowProblems.append("openid \(openid) is already used on line \(first)")
                 }
             }
             let name = value("name")
-            if let name, name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-                rowProblems.append("name contains control characters")
-            }
+            if let name, let why = BindingRules.problem(name: name) { rowProblems.append(why) }
             let profile = value("profile")
-            if let profile, !knownProfiles.contains(profile) {
-                let known = knownProfiles.isEmpty ? "none are configured" : "configured: \(knownProfiles.sorted().joined(separator: ", "))"
-                rowProblems.append("profile \"\(profile)\" is not in digest.profiles (\(known))")
-            }
+            if let profile, let why = BindingRules.problem(profile: profile, known: knownProfiles) { rowProblems.append(why) }
             if rowProblems.isEmpty {
                 userLines[id] = line
                 if let openid { openidLines[openid] = line }
@@ -97,22 +90,6 @@ public enum RosterCSV {
         }
         guard problems.isEmpty else { throw RosterImportError(problems: problems.sorted { $0.line < $1.line }) }
         return entries
-    }
-
-    /// Why an IM UserID is unusable, or nil (IM allows up to 32 bytes; no spaces or controls).
-    static func invalidUserID(_ id: String) -> String? {
-        if id.utf8.count > 32 { return "im_user_id \"\(id)\" is longer than IM's 32 bytes" }
-        if id.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
-            return "im_user_id \"\(id)\" contains spaces or control characters"
-        }
-        return nil
-    }
-
-    /// WeChat openids are 28 characters of base64url today; accept that alphabet up to 64.
-    static func isPlausibleOpenid(_ s: String) -> Bool {
-        s.utf8.count <= 64 && s.unicodeScalars.allSatisfy {
-            ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "_"
-        }
     }
 
     /// Splits CSV text into records with the line each starts on.

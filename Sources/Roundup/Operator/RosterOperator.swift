@@ -1,32 +1,30 @@
-/// The roster commands of SPEC §7 (`users import|list|bind|unbind`, `credits`): validation,
-/// the store calls and what they print. The CLI only parses arguments and prints.
+/// The roster commands (`users import|list|bind|unbind`, `credits`): the store calls and what
+/// they print, with every bind and import going through `BindingService`. The CLI only parses
+/// arguments and prints.
 public struct RosterOperator: Sendable {
     public let store: RoundupStore
     public let config: RoundupConfig
     public let now: @Sendable () -> Timestamp
+    /// The binding rules, writes and after-change action `PUT /admin/users/{id}` uses too.
+    public let bindings: BindingService
 
-    public init(store: RoundupStore, config: RoundupConfig, now: @escaping @Sendable () -> Timestamp) {
+    /// - Parameter afterBindingChange: what to do once a bind or import has changed users
+    ///   (the CLI re-times the open digest of each user whose profile changed).
+    public init(
+        store: RoundupStore, config: RoundupConfig, now: @escaping @Sendable () -> Timestamp,
+        afterBindingChange: @escaping @Sendable ([BindingChange]) throws -> Void
+    ) {
         self.store = store
         self.config = config
         self.now = now
+        let profiles = Set(config.digest.profiles.keys)
+        bindings = BindingService(store: store, profiles: { profiles }, now: now, afterChange: afterBindingChange)
     }
 
     /// `users import FILE.csv`: all rows or none.
     public func importRoster(csv text: String) throws -> Report {
-        let rows = try RosterCSV.rows(from: text, knownProfiles: Set(config.digest.profiles.keys))
-        let entries = rows.map(\.entry)
-        // An openid held by a user the file does not re-bind would collide: name the rows.
-        var problems: [RosterImportError.Problem] = []
-        let inFile = Set(entries.map(\.imUserID))
-        for row in rows {
-            guard let openid = row.entry.openid, let holder = try store.user(openid: openid),
-                  holder.imUserID != row.entry.imUserID, !inFile.contains(holder.imUserID)
-            else { continue }
-            problems.append(.init(line: row.line, message: "openid \(openid) is bound to user \(holder.imUserID), who is not in this file"))
-        }
-        guard problems.isEmpty else { throw RosterImportError(problems: problems) }
-        let result = try store.importRoster(entries, now: now())
-        let total = entries.count
+        let (rows, result) = try bindings.importRoster(csv: text)
+        let total = rows.count
         return Report(
             key: "import",
             data: .object([
@@ -49,23 +47,17 @@ public struct RosterOperator: Sendable {
 
     /// `users bind ID [OPENID] [--name N] [--profile P]`: merges; an empty `--name`/`--profile` clears.
     public func bind(_ id: String, openid: String?, name: String?, profile: String?) throws -> Report {
-        if let why = RosterCSV.invalidUserID(id) { throw OperatorFailure(why.prefix(1).uppercased() + why.dropFirst() + ".") }
-        if let openid, openid.isEmpty || !RosterCSV.isPlausibleOpenid(openid) {
-            throw OperatorFailure("\"\(openid)\" is not an openid (letters, digits, - and _, up to 64 characters).")
-        }
-        if let profile, !profile.isEmpty, config.digest.profiles[profile] == nil {
-            throw OperatorFailure("Profile \"\(profile)\" is not in digest.profiles.")
-        }
-        func update(_ v: String?) -> FieldUpdate<String> { v.map { $0.isEmpty ? .clear : .set($0) } ?? .keep }
+        /// An argument given sets the field; one left out keeps it.
+        func update(_ v: String?) -> FieldUpdate<String> { v.map { .set($0) } ?? .keep }
         do {
-            let user = try store.updateUser(id, UserUpdate(openid: update(openid), name: update(name), profile: update(profile)), now: now())
-            if profile != nil {
-                let lifecycle = DigestLifecycle(config: config, now: now())
-                _ = try store.write { tx in try lifecycle.retime(tx, user: id, reason: "profile changed") }
-            }
+            let user = try bindings.bind(id, BindingRequest(openid: update(openid), name: update(name), profile: update(profile)))
             return Report(key: "user", data: RosterOperator.userJSON(user), text: "bound \(RosterOperator.describe(user))")
-        } catch let StoreError.openidBoundElsewhere(_, other) {
-            throw OperatorFailure("That openid is already bound to user \(other); unbind it there first.")
+        } catch let error as BindingError {
+            switch error {
+            case .invalid(let why): throw OperatorFailure(why.prefix(1).uppercased() + why.dropFirst() + ".")
+            case .openidBoundElsewhere(_, let other):
+                throw OperatorFailure("That openid is already bound to user \(other); unbind it there first.")
+            }
         }
     }
 

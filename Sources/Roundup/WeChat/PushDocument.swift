@@ -80,48 +80,49 @@ enum PushDocument {
 
     // MARK: JSON
 
-    /// A JSON object body; integers keep their exact decimal text.
+    /// A JSON object body, read strictly (the one JSON reader every endpoint uses); integers
+    /// keep their exact decimal text, object members their document order.
     static func parseJSON(_ body: Data) throws(WeChatPushError) -> PushValue {
-        let object: Any
+        let json: StrictJSON
         do {
-            object = try JSONSerialization.jsonObject(with: body, options: [])
+            json = try StrictJSON.parse(body)
         } catch {
-            throw .malformed("invalid JSON")
+            throw .malformed("invalid JSON: \(error)")
         }
-        guard object is [String: Any] else { throw .malformed("the JSON body is not an object") }
-        return try jsonValue(object)
+        guard case .object = json else { throw .malformed("the JSON body is not an object") }
+        return pushValue(json)
     }
 
-    private static func jsonValue(_ any: Any) throws(WeChatPushError) -> PushValue {
-        switch any {
-        case let string as String: return .scalar(string)
-        case let dictionary as [String: Any]:
-            var pairs: [(String, PushValue)] = []
-            for key in dictionary.keys.sorted() { pairs.append((key, try jsonValue(dictionary[key]!))) }
-            return .object(pairs)
-        case let array as [Any]:
-            var items: [PushValue] = []
-            for item in array { items.append(try jsonValue(item)) }
-            return .array(items)
-        case is NSNull: return .null
-        case let number as NSNumber: return .scalar(numberText(number))
-        default: throw .malformed("unexpected JSON value")
+    /// A parsed JSON value as a push tree: strings, numbers and booleans become their text.
+    private static func pushValue(_ json: StrictJSON) -> PushValue {
+        switch json {
+        case .null: return .null
+        case .bool(let flag): return .scalar(flag ? "true" : "false")
+        case .int(let number): return .scalar(String(number))
+        case .uint(let number): return .scalar(String(number))
+        case .double(let number): return .scalar(numberText(number))
+        case .string(let text): return .scalar(text)
+        case .array(let items): return .array(items.map(pushValue))
+        case .object(let object): return .object(object.members.map { ($0.key, pushValue($0.value)) })
         }
     }
 
-    /// Exact text of a JSON number: integers as their digits (JSONSerialization keeps 64-bit
-    /// integers exact), integral doubles below 2^53 without a fraction, other doubles as written by Swift.
+    /// Exact text of a JSON number Foundation read: integers as their digits (JSONSerialization
+    /// keeps 64-bit integers exact), doubles as `numberText(_: Double)` writes them.
     static func numberText(_ number: NSNumber) -> String {
         let kind = String(cString: number.objCType)
-        if kind == "d" || kind == "f" {
-            let double = number.doubleValue
-            if double.rounded() == double, abs(double) < 9_007_199_254_740_992 { return String(Int64(double)) }
-            return String(double)
-        }
+        if kind == "d" || kind == "f" { return numberText(number.doubleValue) }
         if type(of: number) != NSNumber.self, kind == "c" {
             return number.boolValue ? "true" : "false"
         }
         return number.stringValue
+    }
+
+    /// Text of a non-integer JSON number: integral values below 2^53 without a fraction, others
+    /// as Swift writes them.
+    static func numberText(_ double: Double) -> String {
+        if double.rounded() == double, abs(double) < 9_007_199_254_740_992 { return String(Int64(double)) }
+        return String(double)
     }
 
     // MARK: XML

@@ -144,6 +144,46 @@ struct RosterCLITests {
         #expect(unknown.stderr.contains("No user nobody"))
     }
 
+    @Test("users bind refuses the openids the admin API refuses, exits 1 and binds nothing", arguments: OpenidCases.refused)
+    func bindRefusesOpenid(_ bad: OpenidCases.Refused) async throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try await run("users", "bind", "parent_1", bad.openid, "--name", "王芳")
+        #expect(r.status == 1)
+        #expect(r.stdout.isEmpty)
+        #expect(r.stderr.contains("is not an openid"))
+        let users = try parseJSON(try await run("users", "list", "--json").stdout)["users"] as? [Any]
+        #expect(users?.isEmpty != false)
+    }
+
+    @Test("users import refuses the same openids, naming each line, and imports nothing")
+    func importRefusesOpenids() async throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let rows = OpenidCases.refused.enumerated().map { "parent_\($0.offset),\"\($0.element.openid)\",," }
+        let csv = dir.appendingPathComponent("roster.csv")
+        try (["im_user_id,openid,name,profile"] + rows + ["parent_9,\(OpenidCases.longest),王芳,"]).joined(separator: "\n")
+            .write(to: csv, atomically: true, encoding: .utf8)
+        let r = try await run("users", "import", csv.path)
+        #expect(r.status == 1)
+        for line in 2...4 { #expect(r.stderr.contains("line \(line): openid"), "line \(line)") }
+        #expect(!r.stderr.contains("line 5:"))
+        let users = try parseJSON(try await run("users", "list", "--json").stdout)["users"] as? [Any]
+        #expect(users?.isEmpty != false)
+    }
+
+    @Test("a 64-character openid of every allowed kind binds through users bind and users import")
+    func longestOpenid() async throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bound = try await run("users", "bind", "parent_1", OpenidCases.longest, "--json")
+        #expect(bound.status == 0)
+        #expect((try parseJSON(bound.stdout)["user"] as? [String: Any])?["openid"] as? String == OpenidCases.longest)
+        let csv = dir.appendingPathComponent("roster.csv")
+        try "im_user_id,openid,name,profile\nparent_2,\(OpenidCases.longest.reversed().map(String.init).joined()),王芳,\n"
+            .write(to: csv, atomically: true, encoding: .utf8)
+        let imported = try await run("users", "import", csv.path)
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stdout.contains("imported 1 user: 1 new"))
+    }
+
     @Test("credits lists nothing as an empty list; an unknown user exits 1")
     func credits() async throws {
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -71,8 +71,11 @@ struct AdminEndpointTests {
             #expect(cleared["name"] is NSNull)
             #expect(cleared["openid"] as? String == "oP1")
             // A teacher has only a name; ids are percent-decoded once.
-            #expect(try await call(c, .put, "/admin/users/teacher%20li", #"{"name":"李老师"}"#).0 == 200)
-            #expect(try h.store.user("teacher li")?.name == "李老师")
+            #expect(try await call(c, .put, "/admin/users/teacher%E6%9D%8E", #"{"name":"李老师"}"#).0 == 200)
+            #expect(try h.store.user("teacher李")?.name == "李老师")
+            // The id follows the same rules as `users bind`: no spaces, at most 32 bytes.
+            #expect(try await call(c, .put, "/admin/users/teacher%20li", #"{"name":"李老师"}"#).0 == 422)
+            #expect(try await call(c, .put, "/admin/users/\(String(repeating: "u", count: 33))", #"{"name":"x"}"#).0 == 422)
         }
     }
 
@@ -85,13 +88,46 @@ struct AdminEndpointTests {
             let conflict = try await call(c, .put, "/admin/users/b", #"{"openid":"o1"}"#)
             #expect(conflict.0 == 409)
             #expect(conflict.1.hasPrefix(#"{"error":""#))
-            #expect(try await call(c, .put, "/admin/users/b", #"{"openid":42}"#).0 == 422)
+            let wrongType = try await call(c, .put, "/admin/users/b", #"{"openid":42}"#)
+            #expect(wrongType.0 == 422)
+            #expect(try object(wrongType.1)["error"] as? String == "openid must be a string or null")
+            let unknown = try await call(c, .put, "/admin/users/b", #"{"name":"x","nickname":"x"}"#)
+            #expect(unknown.0 == 422)
+            #expect(try object(unknown.1)["error"] as? String == "nickname is not a known field (fields: openid, name, profile)")
+            #expect(try h.store.user("b") == nil)
             #expect(try await call(c, .put, "/admin/users/b", #"{"profile":"vip"}"#).0 == 422)
             #expect(try await call(c, .put, "/admin/users/b", #"{"nickname":"x"}"#).0 == 422)
             #expect(try await call(c, .put, "/admin/users/b", "{oops").0 == 400)
             #expect(try await call(c, .put, "/admin/users/b", "[1]").0 == 400)
             #expect(try await call(c, .put, "/admin/users/b", #"{"name":"x"}"#, type: "text/plain").0 == 415)
         }
+    }
+
+    @Test("PUT refuses the openids users bind and users import refuse (422), binding nothing", arguments: OpenidCases.refused)
+    func putRefusesOpenid(_ bad: OpenidCases.Refused) async throws {
+        let h = try harness()
+        defer { h.remove() }
+        try await h.withClient { (c: any TestClientProtocol) async throws in
+            let body = String(decoding: try JSONSerialization.data(withJSONObject: ["openid": bad.openid, "name": "王芳"]), as: UTF8.self)
+            let refused = try await call(c, .put, "/admin/users/parent_1", body)
+            #expect(refused.0 == 422)
+            #expect((try object(refused.1)["error"] as? String)?.contains("is not an openid") == true)
+        }
+        #expect(try h.store.user("parent_1") == nil)
+    }
+
+    @Test("PUT binds a 64-character openid of every allowed kind; an empty openid is refused, null clears it")
+    func putLongestOpenid() async throws {
+        let h = try harness()
+        defer { h.remove() }
+        try await h.withClient { (c: any TestClientProtocol) async throws in
+            let bound = try await call(c, .put, "/admin/users/parent_1", #"{"openid":"\#(OpenidCases.longest)"}"#)
+            #expect(bound.0 == 200)
+            #expect(try object(bound.1)["openid"] as? String == OpenidCases.longest)
+            #expect(try await call(c, .put, "/admin/users/parent_1", #"{"openid":""}"#).0 == 422)
+            #expect(try await call(c, .put, "/admin/users/parent_1", #"{"openid":null}"#).0 == 200)
+        }
+        #expect(try h.store.user("parent_1")?.openid == nil)
     }
 
     @Test("DELETE unbinds (204) and keeps pending messages; ?erase=true removes everything about the user")
@@ -112,7 +148,7 @@ struct AdminEndpointTests {
         }
     }
 
-    @Test("POST /admin/credits adds up, applies a repeated idempotency key once, and refuses bad counts and templates")
+    @Test("POST /admin/credits adds up, applies a repeated idempotency key once, and refuses bad counts, templates, types and keys")
     func credits() async throws {
         let h = try harness()
         defer { h.remove() }
@@ -126,11 +162,20 @@ struct AdminEndpointTests {
             #expect(try object(more.1)["credits"] as? Int == 3)
             for bad in [#"{"openid":"oP","template_id":"T1","count":0}"#, #"{"openid":"oP","template_id":"T1","count":101}"#,
                         #"{"openid":"oP","template_id":"T1","count":1.5}"#, #"{"openid":"oP","template_id":"T1","count":true}"#,
-                        #"{"openid":"oP","template_id":"NOPE","count":1}"#, #"{"template_id":"T1","count":1}"#] {
+                        #"{"openid":"oP","template_id":"NOPE","count":1}"#, #"{"template_id":"T1","count":1}"#,
+                        #"{"openid":"oP","template_id":"T1","count":"1"}"#, #"{"openid":"oP","template_id":"T1","count":null}"#,
+                        #"{"openid":"","template_id":"T1","count":1}"#, #"{"openid":"oP","template_id":"T1"}"#,
+                        #"{"openid":"oP","template_id":"T1","count":1,"idempotency_key":""}"#,
+                        #"{"openid":"oP","template_id":"T1","count":1,"idempotency_key":null}"#,
+                        #"{"openid":"oP","template_id":"T1","count":1,"idempotency_key":7}"#] {
                 #expect(try await call(c, .post, "/admin/credits", bad).0 == 422, "\(bad)")
             }
+            // A whole number written with a fraction counts, and members the API does not know are ignored.
+            let whole = try await call(c, .post, "/admin/credits", #"{"openid":"oP","template_id":"T1","count":2.0,"idempotency_key":"c","note":"x"}"#)
+            #expect(whole.0 == 200)
+            #expect(try object(whole.1)["credits"] as? Int == 5)
         }
-        #expect(try h.store.credit(openid: "oP", templateID: "T1")?.count == 3)
+        #expect(try h.store.credit(openid: "oP", templateID: "T1")?.count == 5)
     }
 }
 

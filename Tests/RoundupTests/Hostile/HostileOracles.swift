@@ -17,8 +17,8 @@ enum HostileOracles {
     static func imCallback(_ bytes: [UInt8], command: String? = nil) -> [String] {
         var problems: [String] = []
         let data = Data(bytes)
-        let parsed = try? IMJSON.parse(data)
-        func resolved(_ object: IMJSONObject) -> String {
+        let parsed = try? StrictJSON.parse(data)
+        func resolved(_ object: StrictJSONObject) -> String {
             let own = object["CallbackCommand"]?.string ?? ""
             return own.isEmpty ? command ?? "" : own
         }
@@ -29,7 +29,7 @@ enum HostileOracles {
             if error.description.isEmpty { problems.append("an IM decoding error has an empty description") }
             switch error {
             case .invalidJSON:
-                if parsed != nil { problems.append("refused as invalid JSON, but IMJSON parses the body") }
+                if parsed != nil { problems.append("refused as invalid JSON, but StrictJSON parses the body") }
             case .notAnObject:
                 if parsed == nil { problems.append("refused as not an object, but the body is not JSON at all") }
                 if case .object? = parsed { problems.append("refused as not an object, but the body is a JSON object") }
@@ -98,43 +98,55 @@ enum HostileOracles {
         return problems
     }
 
-    /// IMJSON on any bytes: bounded depth, a parsed value survives a write-and-read round trip,
-    /// and every document Foundation reads (within the depth limit, valid UTF-8) IMJSON reads to the same value.
+    /// StrictJSON on any bytes: bounded depth, a parsed value survives a write-and-read round
+    /// trip, nothing RFC 8259 forbids is accepted (a byte-order mark, a trailing comma, a lone
+    /// surrogate escape, a repeated key, bytes that are not UTF-8), and every document Foundation
+    /// reads that RFC 8259 allows (within the depth limit) StrictJSON reads to the same value.
     static func imJSON(_ bytes: [UInt8]) -> [String] {
         var problems: [String] = []
         let data = Data(bytes)
-        var ours: IMJSON?
+        let raw = rawScan(bytes)
+        let validUTF8 = String(validating: bytes, as: UTF8.self) != nil
+        let bom = bytes.starts(with: [0xEF, 0xBB, 0xBF])
+        var ours: StrictJSON?
         do {
-            ours = try IMJSON.parse(data)
+            ours = try StrictJSON.parse(data)
         } catch {
             if error.offset < 0 || error.offset > bytes.count { problems.append("a syntax error offset outside the input") }
         }
         if let ours {
-            if depth(ours) > 64 { problems.append("IMJSON returned a value nested deeper than its limit of 64") }
+            if depth(ours) > 64 { problems.append("StrictJSON returned a value nested deeper than its limit of 64") }
+            if bom { problems.append("StrictJSON accepted a byte-order mark") }
+            if raw.trailingComma { problems.append("StrictJSON accepted a trailing comma") }
+            if raw.loneSurrogate { problems.append("StrictJSON accepted a lone surrogate escape") }
+            if !validUTF8 { problems.append("StrictJSON accepted bytes that are not UTF-8") }
+            if hasRepeatedKey(ours) { problems.append("StrictJSON accepted an object with a repeated key") }
+            if memberCount(ours) != raw.members { problems.append("StrictJSON's value has another number of members than the text") }
             if let text = serialize(ours) {
-                if let again = try? IMJSON.parse(text) {
-                    if again != ours { problems.append("an IMJSON value changed in a write-and-read round trip") }
+                if let again = try? StrictJSON.parse(text) {
+                    if again != ours { problems.append("a StrictJSON value changed in a write-and-read round trip") }
                 } else {
-                    problems.append("IMJSON cannot read back its own value written as JSON")
+                    problems.append("StrictJSON cannot read back its own value written as JSON")
                 }
             }
         }
-        // Foundation guesses UTF-16 or UTF-32 from NUL bytes and allows a comma before `}` or `]`,
-        // so only NUL-free UTF-8 without such commas is compared.
-        if !bytes.contains(0), String(validating: bytes, as: UTF8.self) != nil, rawDepth(bytes).depth <= 64,
-            !rawDepth(bytes).trailingComma,
-            let foundation = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        // Foundation guesses UTF-16 or UTF-32 from NUL bytes, and it allows what RFC 8259 does not:
+        // a byte-order mark, a comma before `}` or `]`, a lone surrogate escape and a repeated key
+        // (the last wins, which shows as fewer members than the text has). Only the rest is compared.
+        if !bytes.contains(0), validUTF8, !bom, raw.depth <= 64, !raw.trailingComma, !raw.loneSurrogate,
+            let foundation = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
+            memberCount(foundation) == raw.members
         {
             if let ours {
-                if !equivalent(ours, foundation) { problems.append("IMJSON and Foundation read different values") }
+                if !equivalent(ours, foundation) { problems.append("StrictJSON and Foundation read different values") }
             } else {
-                problems.append("Foundation reads this JSON but IMJSON refuses it")
+                problems.append("Foundation reads this JSON but StrictJSON refuses it")
             }
         }
         return problems
     }
 
-    static func depth(_ value: IMJSON) -> Int {
+    static func depth(_ value: StrictJSON) -> Int {
         switch value {
         case .array(let items): return 1 + (items.map(depth).max() ?? 0)
         case .object(let object): return 1 + (object.members.map { depth($0.value) }.max() ?? 0)
@@ -142,38 +154,100 @@ enum HostileOracles {
         }
     }
 
-    /// The deepest nesting of `[` and `{` in JSON text (outside strings), counting members a
-    /// repeated key later replaces, which a parsed value no longer shows; and whether a comma
-    /// comes right before a `}` or `]`.
-    static func rawDepth(_ bytes: [UInt8]) -> (depth: Int, trailingComma: Bool) {
-        var depth = 0, deepest = 0, inString = false, escaped = false, afterComma = false, trailingComma = false
-        for byte in bytes {
+    /// Whether any object in the value has a key twice (compared by UTF-8 bytes).
+    static func hasRepeatedKey(_ value: StrictJSON) -> Bool {
+        switch value {
+        case .array(let items): return items.contains(where: hasRepeatedKey)
+        case .object(let object):
+            let keys = object.members.map { Array($0.key.utf8) }
+            return Set(keys).count != keys.count || object.members.contains { hasRepeatedKey($0.value) }
+        default: return false
+        }
+    }
+
+    /// The object members in a StrictJSON value, all levels.
+    static func memberCount(_ value: StrictJSON) -> Int {
+        switch value {
+        case .array(let items): return items.map(memberCount).reduce(0, +)
+        case .object(let object): return object.members.map { 1 + memberCount($0.value) }.reduce(0, +)
+        default: return 0
+        }
+    }
+
+    /// The object members in a Foundation value, all levels (a repeated key counts once).
+    static func memberCount(_ value: Any) -> Int {
+        if let array = value as? [Any] { return array.map { memberCount($0) }.reduce(0, +) }
+        if let dictionary = value as? [String: Any] { return dictionary.values.map { 1 + memberCount($0) }.reduce(0, +) }
+        return 0
+    }
+
+    /// What a scan of JSON text outside strings finds: the deepest nesting of `[` and `{`
+    /// (counting members a repeated key later replaces, which a parsed value no longer shows),
+    /// whether a comma comes right before a `}` or `]`, how many object members there are (a
+    /// `:` outside strings), and whether a string escapes a surrogate without its partner.
+    struct RawScan {
+        var depth = 0
+        var trailingComma = false
+        var members = 0
+        var loneSurrogate = false
+    }
+
+    static func rawScan(_ bytes: [UInt8]) -> RawScan {
+        var scan = RawScan()
+        var depth = 0, inString = false, afterComma = false
+        var i = 0
+        /// The value of the `\uXXXX` escape whose `u` is at `at`, or nil.
+        func escape(at u: Int) -> UInt32? {
+            guard u + 4 < bytes.count, bytes[u] == UInt8(ascii: "u") else { return nil }
+            return UInt32(String(decoding: bytes[(u + 1)...(u + 4)], as: UTF8.self), radix: 16)
+        }
+        while i < bytes.count {
+            let byte = bytes[i]
             if inString {
-                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                if byte == UInt8(ascii: "\\"), i + 1 < bytes.count {
+                    if let unit = escape(at: i + 1), (0xD800..<0xE000).contains(unit) {
+                        if unit < 0xDC00, i + 7 < bytes.count, bytes[i + 6] == UInt8(ascii: "\\"), let low = escape(at: i + 7),
+                            (0xDC00..<0xE000).contains(low)
+                        {
+                            i += 12
+                            continue
+                        }
+                        scan.loneSurrogate = true
+                    }
+                    i += 2
+                    continue
+                }
+                if byte == UInt8(ascii: "\"") { inString = false }
+                i += 1
                 continue
             }
             switch byte {
-            case 0x20, 0x09, 0x0A, 0x0D: continue
+            case 0x20, 0x09, 0x0A, 0x0D:
+                i += 1
+                continue
             case UInt8(ascii: "\""): inString = true
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 depth += 1
-                deepest = max(deepest, depth)
+                scan.depth = max(scan.depth, depth)
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
                 depth -= 1
-                if afterComma { trailingComma = true }
+                if afterComma { scan.trailingComma = true }
+            case UInt8(ascii: ":"): scan.members += 1
             default: break
             }
             afterComma = byte == UInt8(ascii: ",")
+            i += 1
         }
-        return (deepest, trailingComma)
+        return scan
     }
 
     /// JSON text for a value; nil when a number cannot be written (infinite).
-    static func serialize(_ value: IMJSON) -> String? {
+    static func serialize(_ value: StrictJSON) -> String? {
         switch value {
         case .null: return "null"
         case .bool(let b): return b ? "true" : "false"
         case .int(let i): return String(i)
+        case .uint(let u): return String(u)
         case .double(let d): return d.isFinite ? "\(d)" : nil
         case .string(let s): return quote(s)
         case .array(let items):
@@ -210,14 +284,17 @@ enum HostileOracles {
         return out + "\""
     }
 
-    /// Whether IMJSON's value and Foundation's are the same document (a repeated key: the last wins).
-    static func equivalent(_ ours: IMJSON, _ theirs: Any) -> Bool {
+    /// Whether StrictJSON's value and Foundation's are the same document.
+    static func equivalent(_ ours: StrictJSON, _ theirs: Any) -> Bool {
         switch ours {
         case .null: return theirs is NSNull
         case .bool(let b): return (theirs as? NSNumber)?.boolValue == b
         case .int(let i):
             guard let n = theirs as? NSNumber else { return false }
             return n.int64Value == i || n.doubleValue == Double(i)
+        case .uint(let u):
+            guard let n = theirs as? NSNumber else { return false }
+            return n.uint64Value == u || n.doubleValue == Double(u)
         case .double(let d):
             guard let n = theirs as? NSNumber else { return false }
             let other = n.doubleValue
@@ -235,7 +312,7 @@ enum HostileOracles {
     }
 
     /// A string as Foundation's JSON reader returns it: it drops a leading U+FEFF from every
-    /// string (IMJSON keeps it, as RFC 8259 says).
+    /// string (StrictJSON keeps it, as RFC 8259 says).
     static func foundationString(_ s: String) -> String {
         s.unicodeScalars.first == "\u{FEFF}" ? String(String.UnicodeScalarView(s.unicodeScalars.dropFirst())) : s
     }
@@ -479,10 +556,10 @@ enum HostileOracles {
             if row.line <= lastLine { problems.append("row lines are not increasing after the header (\(row.line) after \(lastLine))") }
             lastLine = row.line
             if row.line > lineCount { problems.append("a row on line \(row.line) of a \(lineCount)-line file") }
-            if e.imUserID.isEmpty || RosterCSV.invalidUserID(e.imUserID) != nil { problems.append("line \(row.line): an invalid im_user_id was accepted") }
+            if e.imUserID.isEmpty || BindingRules.problem(userID: e.imUserID) != nil { problems.append("line \(row.line): an invalid im_user_id was accepted") }
             if !ids.insert(e.imUserID).inserted { problems.append("line \(row.line): a repeated im_user_id was accepted") }
             if let openid = e.openid {
-                if openid.isEmpty || !RosterCSV.isPlausibleOpenid(openid) { problems.append("line \(row.line): an invalid openid was accepted") }
+                if openid.isEmpty || !BindingRules.isValidOpenid(openid) { problems.append("line \(row.line): an invalid openid was accepted") }
                 if !openids.insert(openid).inserted { problems.append("line \(row.line): a repeated openid was accepted") }
             }
             if let profile = e.profile, !knownProfiles.contains(profile) { problems.append("line \(row.line): an unknown profile was accepted") }

@@ -3,7 +3,7 @@ import Testing
 
 @testable import Roundup
 
-/// Generated hostile IM callback bodies against `IMCallback.decode` and `IMJSON` (issue 8).
+/// Generated hostile IM callback bodies against `IMCallback.decode` and `StrictJSON` (issue 8).
 @Suite("Hostile input: IM callbacks")
 struct IMCallbackHostileTests {
     static let fixtures = HostileSeeds.files("im", extensions: ["json"])
@@ -34,7 +34,7 @@ struct IMCallbackHostileTests {
         #expect(ran > 0)
     }
 
-    @Test("IMJSON on mutated JSON: bounded depth, a lossless round trip, and it reads all that Foundation reads")
+    @Test("StrictJSON on mutated JSON: bounded depth, a lossless round trip, nothing RFC 8259 forbids, and all that Foundation reads that RFC 8259 allows")
     func mutatedJSON() async throws {
         try await HostileLoop.run(
             area: "im-json", folder: "im", ext: ".json", count: 5000,
@@ -46,10 +46,10 @@ struct IMCallbackHostileTests {
         func nested(_ depth: Int, closed: Bool = true) -> Data {
             Data((String(repeating: "[", count: depth) + (closed ? String(repeating: "]", count: depth) : "")).utf8)
         }
-        #expect(throws: Never.self) { try IMJSON.parse(nested(64)) }
+        #expect(throws: Never.self) { try StrictJSON.parse(nested(64)) }
         for depth in [65, 1000, 100_000, 1_000_000] {
-            #expect(throws: IMJSON.SyntaxError.self) { try IMJSON.parse(nested(depth)) }
-            #expect(throws: IMJSON.SyntaxError.self) { try IMJSON.parse(nested(depth, closed: false)) }
+            #expect(throws: StrictJSON.SyntaxError.self) { try StrictJSON.parse(nested(depth)) }
+            #expect(throws: StrictJSON.SyntaxError.self) { try StrictJSON.parse(nested(depth, closed: false)) }
         }
         let body = Data((#"{"CallbackCommand":"C2C.CallbackAfterSendMsg","MsgBody":"# + String(repeating: "[", count: 200_000)).utf8)
         #expect(throws: IMCallbackDecodingError.invalidJSON) { try IMCallback.decode(command: nil, body: body) }

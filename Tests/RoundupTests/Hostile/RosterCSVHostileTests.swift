@@ -26,7 +26,7 @@ struct RosterCSVHostileTests {
     /// backup of a small database is far cheaper than migrating a new one).
     static let template: DatabaseQueue = {
         let store = try! RoundupStore.inMemory()
-        _ = try! RosterOperator(store: store, config: config, now: { Timestamp(milliseconds: 1_741_075_200_000) })
+        _ = try! RosterOperator(store: store, config: config, now: { Timestamp(milliseconds: 1_741_075_200_000) }, afterBindingChange: { _ in })
             .importRoster(csv: baseline)
         return store.writer as! DatabaseQueue
     }()
@@ -36,7 +36,8 @@ struct RosterCSVHostileTests {
         let copy = try DatabaseQueue()
         try template.backup(to: copy)
         return RosterOperator(
-            store: RoundupStore(writer: copy, path: nil), config: config, now: { Timestamp(milliseconds: 1_741_075_200_000) })
+            store: RoundupStore(writer: copy, path: nil), config: config, now: { Timestamp(milliseconds: 1_741_075_200_000) },
+            afterBindingChange: { _ in })
     }
 
     @Test("the roster fixtures, unmutated, keep every property")

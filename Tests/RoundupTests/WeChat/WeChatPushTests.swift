@@ -130,9 +130,9 @@ struct WeChatPushDecodingTests {
         #expect(event == c.expected)
     }
 
-    @Test("a MsgID beyond 2^53 sent as a JSON number keeps every digit")
+    @Test("a MsgID beyond 2^53, up to 2^64 − 1, sent as a JSON number keeps every digit")
     func bigMsgID() throws {
-        for msgID in ["1864323726461255680", "9007199254740993", "3248682510344192008"] {
+        for msgID in ["1864323726461255680", "9007199254740993", "3248682510344192008", "9223372036854775808", "18446744073709551615"] {
             let body = Data(
                 #"{"FromUserName":"o","CreateTime":1,"MsgType":"event","Event":"subscribe_msg_sent_event","List":{"TemplateId":"t","MsgID":\#(msgID),"ErrorCode":0}}"#
                     .utf8)
@@ -185,7 +185,10 @@ struct WeChatPushDecodingTests {
         Refused(
             name: "UTF-7 declared to smuggle a DOCTYPE", body: "<?xml version=\"1.0\" encoding=\"UTF-7\"?>+ADw-!DOCTYPE x+AD4-<xml/>",
             error: .malformed("the XML body declares the encoding UTF-7; only UTF-8 is accepted")),
-        Refused(name: "broken JSON", body: "{\"a\":", error: .malformed("invalid JSON")),
+        Refused(name: "broken JSON", body: "{\"a\":", error: .malformed("invalid JSON: the document ends early at byte 5")),
+        Refused(name: "JSON with a trailing comma", body: #"{"MsgType":"event",}"#, error: .malformed("invalid JSON: a trailing comma at byte 19")),
+        Refused(name: "JSON with a repeated key", body: #"{"MsgType":"event","MsgType":"event"}"#, error: .malformed("invalid JSON: a key that appears twice in one object at byte 19")),
+        Refused(name: "JSON after a byte-order mark", body: "\u{FEFF}{}", error: .malformed("invalid JSON: a byte-order mark at byte 0")),
         Refused(name: "broken XML", body: "<xml><a></xml>", error: .malformed("invalid XML")),
         Refused(name: "lowercase doctype", body: "<!doctype xml><xml/>", error: .doctypeRefused),
         Refused(name: "doctype after a declaration and comment", body: "<?xml version=\"1.0\"?>\n<!-- c -->\n<!DocType x SYSTEM \"http://x\"><xml/>", error: .doctypeRefused),
