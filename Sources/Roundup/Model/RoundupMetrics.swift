@@ -115,7 +115,7 @@ public final class RoundupMetrics: Sendable {
         })
         buildInfo = registry.makeGauge(descriptor: RoundupMetrics.d("roundup_build_info", "Always 1; the label names the running version."),
                                        labels: [("version", RoundupVersion.current)])
-        buildInfo.set(1)
+        buildInfo.set(Int64(1))
     }
 
     /// Counts a callback; unknown commands count as `other`.
