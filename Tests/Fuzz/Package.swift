@@ -2,16 +2,20 @@
 import PackageDescription
 
 // A coverage-guided fuzzer (libFuzzer) for Roundup's decoders, for long local runs. It is not a
-// target of the root package and not part of CI; README.md here says how to build and run it.
+// target of the root package; README.md here says how to build and run it. Build it in debug
+// (dependencies are then built with testing enabled, which `@testable import Roundup` needs):
+//   swift build -c debug -Xswiftc -sanitize=fuzzer,address
 let package = Package(
     name: "roundup-fuzz",
     platforms: [.macOS(.v15)],
     dependencies: [.package(name: "roundup", path: "../..")],
     targets: [
+        // Declares libFuzzer's `LLVMFuzzerRunDriver` for Swift, and the LeakSanitizer suppressions.
+        .target(name: "CFuzzerSupport"),
         .executableTarget(
             name: "RoundupFuzz",
-            dependencies: [.product(name: "Roundup", package: "roundup")]
-        )
+            dependencies: ["CFuzzerSupport", .product(name: "Roundup", package: "roundup")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

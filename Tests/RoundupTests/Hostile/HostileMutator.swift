@@ -450,15 +450,10 @@ struct Mutator: Sendable {
         }
     }
 
-    /// The first index of `needle` in `haystack` at or after `from`.
+    /// The first index of `needle` in `haystack` at or after `from` (kept in HostileOracles.swift,
+    /// which the libFuzzer harness in `Tests/Fuzz/` compiles without this file).
     static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int = 0) -> Int? {
-        guard !needle.isEmpty, haystack.count >= needle.count, from <= haystack.count - needle.count else { return nil }
-        var i = from
-        while i <= haystack.count - needle.count {
-            if haystack[i] == needle[0], haystack[i..<i + needle.count].elementsEqual(needle) { return i }
-            i += 1
-        }
-        return nil
+        HostileOracles.find(needle, in: haystack, from: from)
     }
 
     static func findAll(_ needle: [UInt8], in haystack: [UInt8]) -> [Int] {
