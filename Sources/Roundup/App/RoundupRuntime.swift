@@ -61,7 +61,7 @@ public struct RoundupRuntime: Sendable {
             SubscribeSender(api: api, tokens: AccessTokenManager(
                 api: api, appID: config.wechat.appID, secret: config.wechat.appSecret,
                 cache: SQLiteAccessTokenCache(store: store, clock: clock, metrics: metrics, logger: logger), now: { clock.now },
-                onRefresh: { metrics.accessTokenRefreshes.increment() }))
+                onRefresh: { metrics.accessTokenRefreshes.increment() }, onFailure: { metrics.accessTokenFailures.increment() }))
         }
         let sender = DigestSender(store: store, committer: committer, presence: presence, config: self.config, clock: clock,
                                   metrics: metrics, logger: logger, imAPI: imAPI, wechat: wechat)

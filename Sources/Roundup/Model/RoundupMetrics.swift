@@ -70,6 +70,8 @@ public final class RoundupMetrics: Sendable {
     private let presence: [String: Gauge]
     public let callbackSeconds: DurationHistogram
     public let accessTokenRefreshes: Counter
+    /// Access-token fetches that failed (WeChat refused or could not be reached).
+    public let accessTokenFailures: Counter
     private let credits = Mutex<[String: Gauge]>([:])
     public let oldestDueAge: Gauge
     private let reloads: [String: Counter]
@@ -105,6 +107,7 @@ public final class RoundupMetrics: Sendable {
         callbackSeconds = registry.makeDurationHistogram(descriptor: RoundupMetrics.d("roundup_callback_seconds", "Time to answer an IM callback."), buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
                       .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(1500), .seconds(2)])
         accessTokenRefreshes = registry.makeCounter(descriptor: RoundupMetrics.d("roundup_access_token_refreshes_total", "WeChat access tokens fetched."))
+        accessTokenFailures = registry.makeCounter(descriptor: RoundupMetrics.d("roundup_access_token_failures_total", "WeChat access-token fetches that failed."))
         oldestDueAge = registry.makeGauge(descriptor: RoundupMetrics.d("roundup_oldest_due_age_seconds", "How long the most overdue open digest has been due."))
         reloads = Dictionary(uniqueKeysWithValues: ["success", "failure"].map {
             ($0, registry.makeCounter(descriptor: RoundupMetrics.d("roundup_config_reloads_total", "Config reloads, by outcome."), labels: [("outcome", $0)]))

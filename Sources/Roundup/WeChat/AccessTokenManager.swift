@@ -33,6 +33,7 @@ public actor AccessTokenManager {
     private let refreshMargin: TimeInterval
     private let now: @Sendable () -> Date
     private let onRefresh: @Sendable () -> Void
+    private let onFailure: @Sendable () -> Void
 
     private var current: AccessToken?
     private var triedCache = false
@@ -43,11 +44,12 @@ public actor AccessTokenManager {
     /// A fresh token is not fetched again sooner than this, even if WeChat gave a short lifetime.
     static let minimumFetchInterval: TimeInterval = 30
 
-    /// `onRefresh` runs after every successful fetch from WeChat (`roundup_access_token_refreshes_total`).
+    /// `onRefresh` runs after every successful fetch from WeChat (`roundup_access_token_refreshes_total`),
+    /// `onFailure` after every fetch that failed (`roundup_access_token_failures_total`).
     public init(
         api: any WeChatAPI, appID: String, secret: String, cache: (any AccessTokenCache)? = nil,
         refreshMargin: Duration = .seconds(300), now: @escaping @Sendable () -> Date = { Date() },
-        onRefresh: @escaping @Sendable () -> Void = {}
+        onRefresh: @escaping @Sendable () -> Void = {}, onFailure: @escaping @Sendable () -> Void = {}
     ) {
         self.api = api
         self.appID = appID
@@ -56,6 +58,7 @@ public actor AccessTokenManager {
         self.refreshMargin = TimeInterval(refreshMargin.components.seconds) + TimeInterval(refreshMargin.components.attoseconds) / 1e18
         self.now = now
         self.onRefresh = onRefresh
+        self.onFailure = onFailure
     }
 
     /// The token in memory, if any (for reports and tests).
@@ -116,6 +119,7 @@ public actor AccessTokenManager {
             if let cache { try? await cache.save(token) }
             return .success(token)
         } catch {
+            onFailure()
             if let current, isUnexpired(current) { return .success(current) }
             return .failure(error)
         }

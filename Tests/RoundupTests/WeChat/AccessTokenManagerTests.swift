@@ -128,16 +128,21 @@ struct AccessTokenManagerTests {
         #expect(await api.fetches == 2)
     }
 
-    @Test("a failed refresh keeps using a token that has not expired; with none it throws")
+    @Test("a failed refresh keeps using a token that has not expired; with none it throws; each failed fetch is counted")
     func failedRefresh() async throws {
         let clock = ManualNow()
         let api = StubWeChatAPI(grants: [Self.grant("T1"), .failure(.errcode(-1, "system busy"))])
-        let manager = AccessTokenManager(api: api, appID: "a", secret: "s", now: { clock.now })
+        let refreshes = CallCounter(), failures = CallCounter()
+        let manager = AccessTokenManager(api: api, appID: "a", secret: "s", now: { clock.now },
+                                         onRefresh: { refreshes.increment() }, onFailure: { failures.increment() })
         _ = try await manager.token()
         clock.advance(7200 - 100)
         #expect(try await manager.token().value == "T1")
+        #expect(failures.value == 1)
         clock.advance(200)
         await #expect(throws: WeChatAPIError.errcode(-1, "system busy")) { try await manager.token() }
+        #expect(refreshes.value == 1)
+        #expect(failures.value >= 1)
     }
 
     @Test("a short-lived grant is not fetched again within 30 seconds")
