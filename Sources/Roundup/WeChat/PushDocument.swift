@@ -169,6 +169,15 @@ enum PushDocument {
             }
             return nil
         }
+        // libxml2 hands a processing instruction with nothing after its target (`<?x?>`) to
+        // XMLParser with NULL data, which FoundationXML reads as a C string: the process crashes
+        // (found by Tests/Fuzz). Pushes have no processing instruction but the XML declaration,
+        // so one without a blank after its target is refused before the parser sees it.
+        func refuseBareInstruction(from start: Int, to end: Int) throws(WeChatPushError) {
+            guard bytes[(start + 2)..<(end - 2)].contains(where: isBlank) else {
+                throw .malformed("an XML processing instruction without data")
+            }
+        }
         // Another encoding could hide a DOCTYPE from this byte scan (UTF-16, UTF-7), so only UTF-8 is read.
         guard !bytes.contains(0) else { throw .malformed("the XML body is not UTF-8") }
         while index < bytes.count {
@@ -176,6 +185,7 @@ enum PushDocument {
                 index += 1
             } else if hasPrefix("<?", at: index) {
                 guard let next = skip(past: "?>", from: index + 2) else { throw .malformed("unterminated XML declaration") }
+                try refuseBareInstruction(from: index, to: next)
                 if hasPrefix("<?xml", at: index), let encoding = declaredEncoding(String(decoding: bytes[index..<next], as: UTF8.self)),
                     !["utf-8", "utf8"].contains(encoding.lowercased())
                 {
@@ -204,7 +214,9 @@ enum PushDocument {
             } else if hasPrefix("<![CDATA[", at: index) {
                 index = skip(past: "]]>", from: index + 9) ?? bytes.count
             } else if hasPrefix("<?", at: index) {
-                index = skip(past: "?>", from: index + 2) ?? bytes.count
+                guard let next = skip(past: "?>", from: index + 2) else { break }
+                try refuseBareInstruction(from: index, to: next)
+                index = next
             } else if ["<!doctype", "<!entity", "<!element", "<!attlist", "<!notation"].contains(where: { hasPrefix($0, at: index) }) {
                 throw .doctypeRefused
             } else {
