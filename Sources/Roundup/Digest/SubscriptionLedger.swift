@@ -22,7 +22,7 @@ public struct SubscriptionLedger: Sendable {
 
     /// Applies a verified push; returns how many items changed something.
     @discardableResult
-    public func apply(_ event: WeChatEvent) throws -> Int {
+    public func apply(_ event: WeChatEvent) async throws -> Int {
         let cfg = config.snapshot
         let now = clock.timestamp
         switch event {
@@ -31,7 +31,7 @@ public struct SubscriptionLedger: Sendable {
             for item in e.items where item.isAccept {
                 let kind = cfg.template(id: item.templateID)?.kind ?? .oneTime
                 let key = event.eventKey(templateID: item.templateID)
-                let (applied, _) = try store.applyCredit(
+                let (applied, _) = try await store.applyCreditAsync(
                     openid: e.openid, templateID: item.templateID, change: kind == .longTerm ? .subscribe : .add(1), eventKey: key, now: now)
                 if applied { granted += 1 }
             }
@@ -40,7 +40,7 @@ public struct SubscriptionLedger: Sendable {
         case .subscribeChange(let e):
             var revoked = 0
             for item in e.items where !item.isAccept {
-                let (applied, _) = try store.applyCredit(
+                let (applied, _) = try await store.applyCreditAsync(
                     openid: e.openid, templateID: item.templateID, change: .revoke, eventKey: event.eventKey(templateID: item.templateID), now: now)
                 if applied { revoked += 1 }
             }
@@ -51,7 +51,7 @@ public struct SubscriptionLedger: Sendable {
                                 errorStatus: $0.errorStatus, createTime: e.createTime)
             }
             let lifecycle = DigestLifecycle(config: cfg, now: now)
-            return try store.write { tx in
+            return try await store.write { tx in
                 var matched = 0
                 for r in records {
                     if try tx.recordSentEvent(r, now: now) != nil {
@@ -79,9 +79,9 @@ public struct SubscriptionLedger: Sendable {
 
     /// `POST /admin/credits`: adds `count` one-time credits (or subscribes a long-term template),
     /// once per idempotency key. Returns whether it applied and the running total.
-    public func grant(openid: String, templateID: String, count: Int, idempotencyKey: String?) throws -> (applied: Bool, credit: Credit) {
+    public func grant(openid: String, templateID: String, count: Int, idempotencyKey: String?) async throws -> (applied: Bool, credit: Credit) {
         let kind = config.snapshot.template(id: templateID)?.kind ?? .oneTime
-        let result = try store.applyCredit(
+        let result = try await store.applyCreditAsync(
             openid: openid, templateID: templateID, change: kind == .longTerm ? .subscribe : .add(count),
             eventKey: idempotencyKey.map { "admin-credits:\($0)" }, now: clock.timestamp)
         if result.applied { onCreditsGranted(openid) }

@@ -18,7 +18,7 @@ struct AdminController: Sendable {
         let admin = router.group("admin").add(middleware: BearerAuthMiddleware<Context>(config: config))
         admin.put("users/:id") { request, context in try await putUser(request, id: try userID(context)) }
         admin.get("users/:id") { _, context in try getUser(id: try userID(context)) }
-        admin.delete("users/:id") { request, context in try deleteUser(request, id: try userID(context)) }
+        admin.delete("users/:id") { request, context in try await deleteUser(request, id: try userID(context)) }
         admin.post("credits") { request, _ in try await postCredits(request) }
     }
 
@@ -47,10 +47,12 @@ struct AdminController: Sendable {
         return jsonResponse(.ok, try userObject(id))
     }
 
-    private func deleteUser(_ request: Request, id: String) throws -> Response {
+    private func deleteUser(_ request: Request, id: String) async throws -> Response {
         let erase = request.uri.queryParameters.get("erase") == "true"
         if erase {
             guard try store.eraseUser(id) else { throw APIError(.notFound, "no user \(id) is known") }
+            // The erased rows' old page images must not stay readable in the write-ahead log.
+            await store.truncateWAL()
         } else {
             guard try store.unbindUser(id, now: clock.timestamp) != nil else { throw APIError(.notFound, "no user \(id) is known") }
         }
@@ -65,7 +67,7 @@ struct AdminController: Sendable {
         }
         guard (1...100).contains(body.count) else { throw APIError(.unprocessableContent, "count must be a whole number from 1 to 100") }
         if body.idempotencyKey?.isEmpty == true { throw APIError(.unprocessableContent, "idempotency_key must be a non-empty string") }
-        let (_, credit) = try ledger.grant(openid: body.openid, templateID: body.templateID, count: body.count, idempotencyKey: body.idempotencyKey)
+        let (_, credit) = try await ledger.grant(openid: body.openid, templateID: body.templateID, count: body.count, idempotencyKey: body.idempotencyKey)
         let total = template.kind == .longTerm ? (credit.subscribed ? 1 : 0) : credit.count
         return jsonResponse(
             .ok, .object([("openid", .string(body.openid)), ("template_id", .string(body.templateID)), ("credits", .int(Int64(total)))]))

@@ -31,7 +31,7 @@ struct WeChatPushController: Sendable {
             } catch let error as WeChatPushError {
                 throw APIError(.init(code: error.httpStatus), error.description)
             }
-            try ledger.apply(event)
+            try await ledger.apply(event)
             return textResponse(.ok, "success")
         }
     }

@@ -67,6 +67,14 @@ extension RoundupStore {
         try write { tx in try tx.applyCredit(openid: openid, templateID: templateID, change: change, eventKey: eventKey, now: now) }
     }
 
+    /// `applyCredit` without blocking a thread of the cooperative pool.
+    @discardableResult
+    public func applyCreditAsync(
+        openid: String, templateID: String, change: CreditChange, eventKey: String?, now: Timestamp
+    ) async throws -> (applied: Bool, credit: Credit) {
+        try await write { tx in try tx.applyCredit(openid: openid, templateID: templateID, change: change, eventKey: eventKey, now: now) }
+    }
+
     /// The credit row, if any.
     public func credit(openid: String, templateID: String) throws -> Credit? {
         try writer.read { db in try CreditRecord.cachedOne(db, sql: "SELECT * FROM credits WHERE openid = ? AND template_id = ?", arguments: [openid, templateID])?.credit }

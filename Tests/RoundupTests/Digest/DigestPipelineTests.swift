@@ -126,7 +126,7 @@ struct DigestPipelineTests {
             await w.runtime.scheduler.runOnce()
             #expect(try w.h.store.digests(for: "parent_001").first?.reason == .noCredit)
             #expect(await w.wechat.script.accepted.isEmpty)
-            _ = try w.runtime.ledger.grant(openid: "oP1", templateID: "T1", count: 1, idempotencyKey: "accept-1")
+            _ = try await w.runtime.ledger.grant(openid: "oP1", templateID: "T1", count: 1, idempotencyKey: "accept-1")
             await w.runtime.scheduler.runOnce()
             #expect(await w.wechat.script.accepted.count == 1)
             #expect(try w.h.store.credit(openid: "oP1", templateID: "T1")?.count == 0)
@@ -199,7 +199,7 @@ struct DigestPipelineTests {
             let event = WeChatEvent.subscribeSent(SentEvent(
                 toUser: "gh_x", openid: "oP1", createTime: Int64(w.h.clock.now.timeIntervalSince1970) - 3000,
                 items: [.init(templateID: "T1", msgID: "1864323726461255680", errorCode: 0, errorStatus: "success")]))
-            try w.runtime.ledger.apply(event)
+            try await w.runtime.ledger.apply(event)
             let settled = try #require(try w.h.store.digestSummary(d.id))
             #expect(settled.state == .sent)
             #expect(settled.msgid == "1864323726461255680")

@@ -115,7 +115,7 @@ extension DigestPipelineTests {
             let d = try #require(try w.h.store.digests(for: "parent_001").first)
             #expect(d.state == .inDoubt)
             #expect(try w.h.store.credit(openid: "oP1", templateID: "T1")?.count == 2)
-            try w.runtime.ledger.apply(sentEvent(w, openid: "oP1", msgid: "1864323726461255681"))
+            try await w.runtime.ledger.apply(sentEvent(w, openid: "oP1", msgid: "1864323726461255681"))
             let settled = try #require(try w.h.store.digestSummary(d.id))
             #expect(settled.state == .sent)
             #expect(settled.msgid == "1864323726461255681")
@@ -136,7 +136,7 @@ extension DigestPipelineTests {
             let script = w.wechat.script
             #expect(try await crashPoll(timeout: 10) { await script.sendAttempts >= 1 })
             #expect(try w.h.store.digests(for: "parent_001").first?.state == .sending)
-            try w.runtime.ledger.apply(sentEvent(w, openid: "oP1", msgid: "1864323726461255682"))
+            try await w.runtime.ledger.apply(sentEvent(w, openid: "oP1", msgid: "1864323726461255682"))
             _ = await pass
             let d = try #require(try w.h.store.digests(for: "parent_001").first)
             let settled = try #require(try w.h.store.digestSummary(d.id))

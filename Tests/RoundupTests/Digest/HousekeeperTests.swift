@@ -106,3 +106,26 @@ extension DigestPipelineTests {
         }
     }
 }
+
+extension DigestPipelineTests {
+    @Test("DELETE /admin/users/{id}?erase=true leaves none of the user's message text in the database or WAL file")
+    func eraseLeavesNoTextInFiles() async throws {
+        let secret = "家访暗号QUUX-7788-勿外传"
+        try await withWorld(env: ["ROUNDUP_SERVER_ADMIN_TOKEN": "erase-token"]) { w in
+            try bind(w, "parent_001", openid: "oP1")
+            try await message(w, to: "parent_001", key: "k1", text: secret)
+            let files = [w.h.dir.appendingPathComponent("roundup.sqlite"), w.h.dir.appendingPathComponent("roundup.sqlite-wal")]
+            func contains(_ text: String) -> Bool {
+                files.contains { (try? Data(contentsOf: $0))?.range(of: Data(text.utf8)) != nil }
+            }
+            #expect(contains(secret), "the text should be in the files before the erase (else this test proves nothing)")
+            try await w.runtime.buildApplication().test(.live) { c in
+                let r = try await c.execute(uri: "/admin/users/parent_001?erase=true", method: .delete,
+                                            headers: [.authorization: "Bearer erase-token"], body: nil)
+                #expect(r.status == .noContent)
+            }
+            #expect(try w.h.store.messages(recipient: "parent_001").isEmpty)
+            #expect(!contains(secret), "erased text is still readable in the database or WAL file")
+        }
+    }
+}
