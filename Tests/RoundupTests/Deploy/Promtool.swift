@@ -33,45 +33,6 @@ enum Promtool {
     }
 }
 
-/// Runs an external program and waits for it without holding a thread of the cooperative pool
-/// (a termination handler resumes the caller); kills it after `timeout` seconds.
-func runTool(_ executable: URL, _ arguments: [String], in directory: URL, timeout: Double = 60) async throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    process.currentDirectoryURL = directory
-    let outputs = try TestSupport.temporaryDirectory()
-    defer { try? FileManager.default.removeItem(at: outputs) }
-    let outURL = outputs.appendingPathComponent("stdout"), errURL = outputs.appendingPathComponent("stderr")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    process.standardOutput = try FileHandle(forWritingTo: outURL)
-    process.standardError = try FileHandle(forWritingTo: errURL)
-    process.standardInput = FileHandle.nullDevice
-    let finished = Mutex(false)
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        process.terminationHandler = { _ in
-            finished.withLock { $0 = true }
-            continuation.resume()
-        }
-        do {
-            try process.run()
-        } catch {
-            process.terminationHandler = nil
-            continuation.resume(throwing: error)
-            return
-        }
-        let pid = process.processIdentifier
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-            finished.withLock { done in if !done { kill(pid, SIGKILL) } }
-        }
-    }
-    return ProcessResult(
-        status: process.terminationStatus,
-        stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
-        stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
-}
-
 /// The monitoring files under `deploy/`.
 enum DeployFiles {
     static var dashboard: URL { TestSupport.packageRoot.appendingPathComponent("deploy/grafana/roundup.json") }

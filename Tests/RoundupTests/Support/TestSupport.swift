@@ -48,20 +48,29 @@ struct ProcessResult {
     let stderr: String
 }
 
-/// Runs the `roundup` binary with arguments, in a working directory, with a clean environment.
-/// It waits without holding a thread of the cooperative pool (a blocking wait there stalls every
-/// other test's servers and clients), and kills the process after `timeout` seconds, so a
-/// `serve` that starts when it should have refused fails the test instead of hanging it.
+/// Runs the `roundup` binary with arguments, in a working directory, with a clean environment;
+/// see `runTool`.
 func runRoundup(
     _ arguments: [String], in directory: URL, environment: [String: String] = [:], stdin: String? = nil, timeout: Double = 120
 ) async throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = TestSupport.roundupBinary
-    process.arguments = arguments
-    process.currentDirectoryURL = directory
     var env = ["PATH": "/usr/bin:/bin", "HOME": directory.path, "NO_COLOR": "1"]
     env.merge(environment) { _, new in new }
-    process.environment = env
+    return try await runTool(TestSupport.roundupBinary, arguments, in: directory, environment: env, stdin: stdin, timeout: timeout)
+}
+
+/// Runs a program and waits for it without holding a thread of the cooperative pool (a blocking
+/// wait there stalls every other test's servers and clients: a termination handler resumes the
+/// caller), and kills it after `timeout` seconds, so a `serve` that starts when it should have
+/// refused fails the test instead of hanging it. `environment` nil keeps this process's.
+func runTool(
+    _ executable: URL, _ arguments: [String], in directory: URL, environment: [String: String]? = nil, stdin: String? = nil,
+    timeout: Double = 60
+) async throws -> ProcessResult {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    process.currentDirectoryURL = directory
+    if let environment { process.environment = environment }
     // Output goes to files outside `directory`: pipes would need a reader thread each, and
     // tests look at what a command leaves in its directory.
     let outputs = try TestSupport.temporaryDirectory()
