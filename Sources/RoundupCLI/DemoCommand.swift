@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import Roundup
 
-/// `roundup demo [--json] [--trace FILE]` (SPEC §2): the whole product on this machine, with fake
+/// `roundup demo [--json] [--trace FILE]`: the whole product on this machine, with fake
 /// WeChat and IM servers, replaying a school afternoon through real signed HTTP callbacks.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

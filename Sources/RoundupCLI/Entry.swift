@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Roundup
 
-// Exit codes (SPEC §7): 0 success, 1 failure (stdout empty, one sentence on stderr),
+// Exit codes: 0 success, 1 failure (stdout empty, one sentence on stderr),
 // 2 bad usage or config.
 func writeError(_ text: String) {
     FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
@@ -39,7 +39,7 @@ struct RoundupMain {
             writeError(error.message)
             exit(1)
         } catch let error as LeaseError {
-            // Spelled exactly as SPEC §5.9 gives it, for scripts that look for it.
+            // Spelled exactly as documented ("another roundup serve (pid N) owns PATH"), for scripts that look for it.
             writeError(error.description)
             exit(1)
         } catch let error as StoreError {

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Roundup
 
-/// `roundup`: the service and the operator's tools (SPEC §7).
+/// `roundup`: the service and the operator's tools.
 struct RoundupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "roundup",

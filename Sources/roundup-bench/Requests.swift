@@ -21,7 +21,7 @@ enum BenchIDs {
     static func openid(_ i: Int) -> String { "oBench_\(i)_k2sgVt7hMZOPfL2M" }
 }
 
-/// IM's signature on a callback URL (tencent-im.md §1.2), recomputed once a second as the
+/// IM's signature on a callback URL, recomputed once a second as the
 /// `RequestTime` moves. Used on the generator's event loop only.
 final class CallbackSigner {
     private var second: Int64 = -1
@@ -39,7 +39,7 @@ final class CallbackSigner {
     }
 }
 
-/// IM's success reply must carry `"ErrorCode":0` (tencent-im.md §1.3).
+/// IM's success reply must carry `"ErrorCode":0`.
 private let errorCodeZero = Array(#""ErrorCode":0"#.utf8)
 
 /// Writes one POST of a JSON body to `/im/callback`.

@@ -9,7 +9,7 @@ import Glibc
 import Darwin
 #endif
 
-/// Reloads `digest.*` and `templates.*` on SIGHUP or when the config file changes (SPEC §2):
+/// Reloads `digest.*` and `templates.*` on SIGHUP or when the config file changes:
 /// open digests are re-timed, template pauses lifted; an invalid file keeps the old config,
 /// logs every problem and never exits. Other keys need a restart, which is logged.
 public final class ConfigReloader: Service, Sendable {

@@ -98,7 +98,7 @@ public struct RoundupRuntime: Sendable {
         }
     }
 
-    /// The HTTP routes (SPEC §4), each error as a JSON body.
+    /// The HTTP routes, each error as a JSON body.
     public func buildRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(logger: logger))
@@ -124,7 +124,7 @@ public struct RoundupRuntime: Sendable {
     /// The HTTP application on `server.host:server.port` (port 0 picks a free one, reported
     /// through `onServerRunning`). A client that stalls is disconnected after `timeouts.idle`, and
     /// one whose request has not arrived whole after `timeouts.request` is cut off (tests pass
-    /// shorter ones; `serve` uses the standard constants, since SPEC §3 has no key for them).
+    /// shorter ones; `serve` uses the standard constants, since the config has no key for them).
     public func buildApplication(
         timeouts: ConnectionTimeouts = .standard,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
@@ -139,7 +139,7 @@ public struct RoundupRuntime: Sendable {
     }
 
     /// Runs the service until SIGTERM or SIGINT, then shuts down gracefully. Takes the database's
-    /// single-writer lease first (SPEC §5.9); `configPath` is re-read on SIGHUP or when it changes.
+    /// single-writer lease first; `configPath` is re-read on SIGHUP or when it changes.
     public func run(configPath: String?, loader: ConfigLoader = ConfigLoader(),
                     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let lease = try ServeLease.acquire(store: store, now: clock.timestamp)

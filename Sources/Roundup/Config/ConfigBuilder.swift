@@ -200,7 +200,7 @@ struct ConfigBuilder {
                     } else if !Placeholder.names(in: fallback).isEmpty {
                         log.add("\(fieldPath).fallback", "must be literal text: it is used when placeholders cannot fit")
                     } else if FieldFitter.fit(fallback, as: type) != fallback {
-                        // SPEC §6: config check proves every fallback is sent exactly as written.
+                        // `config check` proves every fallback is sent exactly as written.
                         let sent = FieldFitter.fit(fallback, as: type).map { "it would be sent as \"\($0)\"; " } ?? ""
                         log.add(
                             "\(fieldPath).fallback",

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A length of time written in the config as `500ms`, `30s`, `10m`, `2h`, `7d` or a sum of
-/// those (`1h30m`) — SPEC §3 "Durations".
+/// those (`1h30m`) — see docs/configuration.md.
 public struct ConfigDuration: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let milliseconds: Int64
 
@@ -13,7 +13,7 @@ public struct ConfigDuration: Sendable, Hashable, Comparable, CustomStringConver
     public static let zero = ConfigDuration(milliseconds: 0)
 
     public var seconds: Double { Double(milliseconds) / 1000 }
-    /// Whole seconds, rounded down: the unit of durations in `--json` output (SPEC §7).
+    /// Whole seconds, rounded down: the unit of durations in `--json` output.
     public var wholeSeconds: Int64 { milliseconds / 1000 }
     public var duration: Duration { .milliseconds(milliseconds) }
 

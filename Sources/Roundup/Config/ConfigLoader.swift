@@ -2,16 +2,16 @@ import Foundation
 import Yams
 
 /// Loads the effective configuration: built-in defaults, then the YAML file, then `ROUNDUP_*`
-/// environment variables for scalar keys (SPEC §2, §3). Every problem is collected with its key
+/// environment variables for scalar keys. Every problem is collected with its key
 /// path; a config with any problem is not returned.
 ///
 /// ## Configuration keys
-/// Every key in SPEC §3. The environment variable for a scalar key is its path upper-cased with
+/// Every key in docs/configuration.md. The environment variable for a scalar key is its path upper-cased with
 /// `.` → `_` and prefixed `ROUNDUP_` (`digest.window` → `ROUNDUP_DIGEST_WINDOW`). Lists
 /// (`templates`, `digest.urgent_senders`, `digest.ignore_senders`) and `digest.profiles` come from
 /// the file only.
 public struct ConfigLoader: Sendable {
-    /// The file used when none is named and it exists (SPEC §2).
+    /// The file used when none is named and it exists.
     public static let defaultPath = "./roundup.yaml"
 
     /// Every scalar key path that an environment variable may override.
@@ -24,7 +24,7 @@ public struct ConfigLoader: Sendable {
         "im.allow_unsigned_callbacks", "im.ingest_from", "im.group_members_ttl", "im.api_base_url",
     ] + (RawDigest.policyScalars + ["timezone", "send_concurrency"]).map { "digest.\($0)" }
 
-    /// Keys whose values are secrets: always printed masked (SPEC §3).
+    /// Keys whose values are secrets: always printed masked.
     public static let secretKeys: Set<String> = [
         "wechat.app_secret", "wechat.encoding_aes_key", "wechat.push_token", "im.secret_key",
         "im.callback_token", "server.admin_token",
@@ -120,7 +120,7 @@ public struct ConfigLoader: Sendable {
         return overridden
     }
 
-    /// The warnings SPEC §3 asks for: they go to stderr and do not change the exit code.
+    /// The config's warnings (empty tokens, dry-run): they go to stderr and do not change the exit code.
     static func warnings(for config: RoundupConfig) -> [ConfigProblem] {
         var out: [ConfigProblem] = []
         if config.wechat.pushToken.isEmpty {

@@ -1,5 +1,5 @@
 /// One thing wrong with a config, named by its key path (`digest.window`,
-/// `templates[0].fields.thing1`) so an operator can find it (SPEC §3).
+/// `templates[0].fields.thing1`) so an operator can find it.
 public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
     public let keyPath: String
     public let message: String

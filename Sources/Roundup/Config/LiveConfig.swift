@@ -1,6 +1,6 @@
 import Synchronization
 
-/// The config in force, swapped whole on a successful reload (SIGHUP or file change, SPEC §2).
+/// The config in force, swapped whole on a successful reload (SIGHUP or file change).
 /// Readers take a snapshot per decision, so one decision never mixes two configs.
 public final class LiveConfig: Sendable {
     private let current: Mutex<RoundupConfig>

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Times of day when no WeChat call may start (SPEC §3 `digest.quiet_hours`), as half-open
+/// Times of day when no WeChat call may start (`digest.quiet_hours`), as half-open
 /// ranges [start, end) of minutes after local midnight in `digest.timezone`. A range whose end
 /// is not after its start crosses midnight (`21:30-07:00`).
 public struct QuietHours: Sendable, Hashable, CustomStringConvertible {

@@ -3,7 +3,7 @@ import Synchronization
 import Yams
 
 // The YAML as written, before validation: strict `Decodable` types that accept only known keys
-// and record every problem instead of stopping at the first (SPEC §3: "print every problem").
+// and record every problem instead of stopping at the first (all are printed).
 // Scalars are kept as text here; `ConfigBuilder` parses them so that each message can say
 // exactly what was expected.
 

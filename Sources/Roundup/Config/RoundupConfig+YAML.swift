@@ -2,7 +2,7 @@ import Foundation
 import Yams
 
 extension RoundupConfig {
-    /// The mask printed for a secret that is set (SPEC §3: secrets are always printed masked).
+    /// The mask printed for a secret that is set (secrets are always printed masked).
     public static let secretMask = "********"
 
     /// The effective config as YAML, every key present, secrets masked — what

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The whole effective configuration (SPEC §3): the YAML file over the built-in defaults, with
+/// The whole effective configuration: the YAML file over the built-in defaults, with
 /// `ROUNDUP_*` environment overrides on top. Built only by `ConfigLoader`, which validates it.
 public struct RoundupConfig: Sendable, Equatable {
     public var server: ServerSettings
@@ -10,7 +10,7 @@ public struct RoundupConfig: Sendable, Equatable {
     public var templates: [TemplateConfig]
     public var digest: DigestSettings
 
-    /// The built-in defaults: enough to start on a fresh machine (SPEC §2).
+    /// The built-in defaults: enough to start on a fresh machine.
     public static let defaults = RoundupConfig(
         server: .init(), storage: .init(), wechat: .init(), im: .init(), templates: [], digest: .init())
 
@@ -42,7 +42,7 @@ public struct ServerSettings: Sendable, Equatable {
 
 /// `storage.*`: the SQLite file and how long message text is kept.
 public struct StorageSettings: Sendable, Equatable {
-    /// How hard SQLite works to keep a committed transaction (SPEC §3 `storage.synchronous`).
+    /// How hard SQLite works to keep a committed transaction (`storage.synchronous`).
     public enum Synchronous: String, Sendable, CaseIterable {
         /// Survives a process crash (WAL with `synchronous=NORMAL`).
         case normal
@@ -66,13 +66,13 @@ public struct WeChatSettings: Sendable, Equatable {
     public var dryRun = false
     public init() {}
 
-    /// Dry-run when asked to, or when the credentials to call WeChat are missing (SPEC §2).
+    /// Dry-run when asked to, or when the credentials to call WeChat are missing.
     public var isDryRun: Bool { dryRun || appID.isEmpty || appSecret.isEmpty }
 }
 
 /// `im.*`: the Tencent IM application, its callbacks and its REST API.
 public struct IMSettings: Sendable, Equatable {
-    /// Which C2C callback carries the messages Roundup stores (SPEC §5.2).
+    /// Which C2C callback carries the messages Roundup stores.
     public enum IngestFrom: String, Sendable, CaseIterable {
         case afterSend = "after_send"
         case beforeSend = "before_send"
@@ -116,7 +116,7 @@ public struct TemplateConfig: Sendable, Equatable {
         self.fields = fields
     }
 
-    /// WeChat's `lang` values for the "进入小程序查看" link (wechat.md §6.1).
+    /// WeChat's `lang` values for the "进入小程序查看" link.
     public static let languages = ["zh_CN", "en_US", "zh_HK", "zh_TW"]
 }
 
@@ -126,7 +126,7 @@ public struct TemplateField: Sendable, Equatable {
     public var keyword: String
     /// Its type, from the keyword's prefix.
     public var type: KeywordType
-    /// Text with placeholders (SPEC §6).
+    /// Text with placeholders.
     public var value: String
     /// Literal text used when the rendered value is empty or cannot fit.
     public var fallback: String?
@@ -139,7 +139,7 @@ public struct TemplateField: Sendable, Equatable {
     }
 }
 
-/// The placeholders a template field may use (SPEC §6).
+/// The placeholders a template field may use.
 public enum Placeholder: String, Sendable, CaseIterable {
     case count, senderCount = "sender_count", firstSender = "first_sender", lastSender = "last_sender"
     case senders, preview, firstTime = "first_time", lastTime = "last_time", user, from
@@ -157,7 +157,7 @@ public enum Placeholder: String, Sendable, CaseIterable {
     }
 }
 
-/// How a digest's due time is computed from its messages (SPEC §3 `digest.mode`).
+/// How a digest's due time is computed from its messages (`digest.mode`).
 public enum WindowMode: String, Sendable, CaseIterable {
     /// Due `window` after the first message.
     case fixed
@@ -165,7 +165,7 @@ public enum WindowMode: String, Sendable, CaseIterable {
     case sliding
 }
 
-/// Which group messages notify (SPEC §5.3).
+/// Which group messages notify.
 public enum GroupMessagePolicy: String, Sendable, CaseIterable {
     case all, mentions, none
 }

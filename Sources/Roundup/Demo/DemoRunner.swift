@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 
-/// `roundup demo` (SPEC §2): the real service in-process on a free loopback port, with the fake
+/// `roundup demo`: the real service in-process on a free loopback port, with the fake
 /// WeChat API and fake IM REST API on loopback, a temporary database and windows of a few seconds.
 /// It replays a trace as real HTTP calls — signed IM callbacks, signed WeChat pushes, admin API
 /// calls — and reports what the service did.
@@ -212,7 +212,7 @@ struct DemoReplay {
                 ("ErrorInfo", .string("send msg succeed")),
                 ("MsgBody", .array([.object([("MsgType", .string("TIMTextElem")), ("MsgContent", .object([("Text", .string(text))]))])])),
             ]))
-            // A sender is in the app (SPEC §5.1); the fake IM reports what real IM would.
+            // A sender is in the app; the fake IM reports what real IM would.
             await im.state.setStatus(.online, for: [from])
             let presence = runtime.presence.state(of: to) == .online ? "online" : "offline"
             say("\(name(from)) → \(name(to)) (\(presence)): \(Self.short(text))")

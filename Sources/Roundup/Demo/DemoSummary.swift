@@ -8,7 +8,7 @@ public enum DemoNote: Sendable, Equatable {
     case sent(body: String)
 }
 
-/// The closing numbers of a demo run (SPEC §2).
+/// The closing numbers of a demo run.
 public struct DemoSummary: Sendable, Equatable {
     /// Message rows stored: each C2C message, plus one copy per member for a group message.
     public var messagesReceived: Int
@@ -29,10 +29,10 @@ public struct DemoSummary: Sendable, Equatable {
         self.digestsHeld = digestsHeld
     }
 
-    /// Messages that did not need a send of their own (SPEC §2: ingested − digests sent).
+    /// Messages that did not need a send of their own (ingested − digests sent).
     public var sendsSaved: Int { messagesReceived - digestsSent }
 
-    /// The `--json` summary object, keys in SPEC §2's order.
+    /// The `--json` summary object, keys in the order docs/cli.md gives.
     public var json: JSONValue {
         .object([
             ("messages_received", .int(Int64(messagesReceived))), ("users", .int(Int64(users))),

@@ -7,7 +7,7 @@ import ServiceLifecycle
 /// A fake of the two IM REST endpoints Roundup calls — `v4/openim/query_online_status` and
 /// `v4/group_open_http_svc/get_group_member_info` — on loopback, for the demo, the benchmark and the
 /// tests. Like real IM it verifies the admin UserSig of every request and answers errors in the body
-/// with HTTP 200 (tencent-im.md §6–§8); `state` says what to answer and records what was asked.
+/// with HTTP 200; `state` says what to answer and records what was asked.
 public struct FakeIMServer: Sendable {
     public let sdkAppID: UInt32
     public let secretKey: String
@@ -93,8 +93,8 @@ public struct FakeIMServer: Sendable {
         return await answer(object)
     }
 
-    /// The checks IM makes on the query: sdkappid, then the UserSig, then that the caller is the admin
-    /// (tencent-im.md §6.1, §6.4); nil when they pass.
+    /// The checks IM makes on the query: sdkappid, then the UserSig, then that the caller is the admin,
+    /// answering IM's error code for the first that fails (60012, 70020, 70xxx, 60010); nil when they pass.
     private func authenticate(_ query: Parameters) async -> Response? {
         guard let appIDText = query["sdkappid"].map(String.init), !appIDText.isEmpty else {
             await state.noteAuthenticationFailure()
@@ -122,7 +122,7 @@ public struct FakeIMServer: Sendable {
         return nil
     }
 
-    /// `query_online_status`: at most 500 accounts; unknown accounts land in `ErrorList` (tencent-im.md §7).
+    /// `query_online_status`: at most 500 accounts; unknown accounts land in `ErrorList`.
     private func queryOnlineStatus(_ body: IMJSONObject) async -> Response {
         guard let accounts = body["To_Account"]?.array, !accounts.isEmpty else {
             return Self.error(90001, "To_Account is missing or empty")
@@ -156,7 +156,7 @@ public struct FakeIMServer: Sendable {
     }
 
     /// `get_group_member_info`: pages by `Offset`, or by the `Next` cursor for Community groups,
-    /// which refuse `Offset` (tencent-im.md §8). AVChatRoom members cannot be listed.
+    /// which refuse `Offset`. AVChatRoom members cannot be listed.
     private func groupMemberInfo(_ body: IMJSONObject) async -> Response {
         guard let groupID = body["GroupId"]?.string, !groupID.isEmpty else {
             return Self.error(10004, "GroupId is missing")

@@ -40,7 +40,7 @@ public actor FakeIMState {
 
     /// The status of users never given one; IM reports imported-but-absent users as `Offline`.
     public var defaultStatus: UserStatus = .offline
-    /// Answer each user's state under the older key `State` instead of `Status` (tencent-im.md §7).
+    /// Answer each user's state under the older key `State` instead of `Status`.
     public var legacyStateKey = false
     /// Applied to every request while set (after any queued failures).
     public var persistentFailure: Failure?

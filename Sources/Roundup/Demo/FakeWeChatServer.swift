@@ -7,7 +7,7 @@ import ServiceLifecycle
 /// A fake of the two WeChat APIs Roundup calls — `/cgi-bin/stable_token` and
 /// `/cgi-bin/message/subscribe/send` — on loopback, for the demo, the benchmark and the tests.
 /// It checks what real WeChat checks (credentials, token, body shape, per-openid concurrency) and
-/// answers whatever `script` says (wechat.md §6, §7.2).
+/// answers whatever `script` says.
 public struct FakeWeChatServer: Sendable {
     public let appID: String
     public let secret: String
@@ -131,7 +131,7 @@ public struct FakeWeChatServer: Sendable {
         if let allowed = await script.templateIDs, !allowed.contains(templateID) {
             return .response(json(["errcode": 40037, "errmsg": "invalid template_id"]))
         }
-        // `data` must be a nested object of {"value": "…"} (wechat.md §6.1, §8.7).
+        // `data` must be a nested object of {"value": "…"}.
         guard let data = object["data"] as? [String: Any], !data.isEmpty else {
             return .response(json(["errcode": 47003, "errmsg": "argument invalid! data is empty"]))
         }

@@ -84,7 +84,7 @@ public actor FakeWeChatScript {
     public func hold(sendsTo openid: String, for duration: Duration) { holds[openid] = duration }
 
     /// Issues a new token, as WeChat does 5 minutes before expiry; the old one keeps working
-    /// unless `invalidatingPrevious` (as after `force_refresh`) (wechat.md §7.2).
+    /// unless `invalidatingPrevious` (as after `force_refresh`).
     @discardableResult
     public func rotateToken(invalidatingPrevious: Bool = false) -> String {
         tokenGeneration += 1

@@ -1,5 +1,5 @@
 extension DigestSummary {
-    /// The digest object of SPEC §7, shared by the CLI's `--json` and the admin API.
+    /// The digest object (docs/cli.md), shared by the CLI's `--json` and the admin API.
     public var json: JSONValue {
         .object([
             ("id", .int(id)), ("im_user_id", .string(imUserID)), ("name", .string(name)), ("openid_bound", .bool(openidBound)),

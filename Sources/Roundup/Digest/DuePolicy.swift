@@ -1,6 +1,6 @@
 import Foundation
 
-/// When a digest is due (SPEC §5.6): a pure function of what is known about the digest, the
+/// When a digest is due: a pure function of what is known about the digest, the
 /// user's policy and the time zone. Due times are absolute instants, so a digest that came due
 /// while Roundup was down is due at start.
 public enum DuePolicy {

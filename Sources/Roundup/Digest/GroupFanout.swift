@@ -3,7 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Delivers stored group messages to their members after the callback was answered (SPEC §5.3):
+/// Delivers stored group messages to their members after the callback was answered:
 /// members come from IM's `get_group_member_info` (cached for `im.group_members_ttl`); the sender
 /// and members whose `MsgFlag` is not `AcceptAndNotify` are skipped; `digest.group_messages`
 /// decides who gets a digest opened (`mentions`: only the @-mentioned, or everyone on @all;

@@ -21,10 +21,10 @@ public enum IngestOutcome: Sendable, Equatable {
     }
 }
 
-/// Turns IM callbacks into durable state (SPEC §5.1–5.5): presence, pending messages joined to
+/// Turns IM callbacks into durable state: presence, pending messages joined to
 /// digests or kept unjoined, read reports, recalls, and cancellations when a user comes online.
 /// Every database change of a callback is committed (group commit) before it returns, within
-/// 1.5 s or counted as shed (SPEC §5.14). Message text never reaches a log line.
+/// 1.5 s or counted as shed. Message text never reaches a log line.
 public final class Ingestor: Sendable {
     let committer: GroupCommitter
     let presence: PresenceMap
@@ -36,7 +36,7 @@ public final class Ingestor: Sendable {
     /// Called after a group message row is committed, to wake the fan-out.
     let onGroupMessage: @Sendable () -> Void
 
-    /// How long a recall of an unseen message keeps its late ingest out (SPEC §5.4).
+    /// How long a recall of an unseen message keeps its late ingest out.
     static let tombstoneLifetime: Int64 = 10 * 60 * 1000
 
     public init(

@@ -1,6 +1,6 @@
 import Foundation
 
-/// One of a digest's remaining messages, as far as rendering needs it (SPEC §6).
+/// One of a digest's remaining messages, as far as rendering needs it.
 public struct RenderMessage: Sendable, Equatable {
     /// The sender's IM UserID.
     public var sender: String
@@ -12,7 +12,7 @@ public struct RenderMessage: Sendable, Equatable {
     public var msgTime: Int64
     /// Receipt order, breaking ties between messages of the same second.
     public var receivedOrder: Int64
-    /// The message summary (SPEC §6 "Message summaries").
+    /// The message summary.
     public var summary: String
 
     public init(
@@ -34,7 +34,7 @@ public struct RenderInput: Sendable, Equatable {
     public var recipientName: String?
     /// The digest's remaining messages, in any order; must not be empty.
     public var messages: [RenderMessage]
-    /// When the message is sent: times on another day get their date (SPEC §6).
+    /// When the message is sent: times on another day get their date.
     public var now: Date
     /// `digest.timezone`.
     public var timeZone: TimeZone
@@ -83,7 +83,7 @@ public struct RenderedMessage: Sendable, Equatable {
             data: data.map { SubscribeMessage.Field(key: $0.keyword, value: $0.value) })
     }
 
-    /// The exact JSON body of wechat.md §6.1 (keys `touser`, `template_id`, `page`,
+    /// The exact `subscribeMessage.send` JSON body (keys `touser`, `template_id`, `page`,
     /// `miniprogram_state`, `lang`, `data` in that order, `data` in template order). It is written by
     /// the same encoder the sender uses, so `roundup show` prints byte for byte what is sent.
     public func body(touser: String) -> String {
@@ -98,14 +98,14 @@ public enum RenderResult: Sendable, Equatable {
     /// This field's value and fallback are both empty or cannot fit; the digest goes `dead`.
     case unfit(keyword: String)
 
-    /// The digest's errcode when it cannot be rendered: `render:<keyword>` (SPEC §6).
+    /// The digest's errcode when it cannot be rendered: `render:<keyword>`.
     public var errcode: String? {
         if case .unfit(let keyword) = self { return "render:\(keyword)" }
         return nil
     }
 }
 
-/// Turns a digest into the field values of a `subscribeMessage.send` (SPEC §6): expands the
+/// Turns a digest into the field values of a `subscribeMessage.send`: expands the
 /// placeholders once, then fits each value to its keyword type, using the fallback when it cannot.
 public enum Renderer {
     /// Renders `input` with `template`. An empty message list is a programming error (a digest with
@@ -211,7 +211,7 @@ struct DigestFacts {
         self.calendar = calendar
     }
 
-    /// A sender's name (SPEC §6): their bound display name, else their group NameCard, else their IM
+    /// A sender's name: their bound display name, else their group NameCard, else their IM
     /// id. The first usable one in message order wins; one that cleans to nothing (only emoji or
     /// spaces) is not usable.
     static func name(of sender: String, in ordered: [RenderMessage]) -> String {
@@ -238,7 +238,7 @@ struct DigestFacts {
         }
     }
 
-    /// A MsgTime as SPEC §6 writes it: `2025年3月4日 16:05` in a `time` field, `2025年3月4日` in a
+    /// A MsgTime as a digest shows it: `2025年3月4日 16:05` in a `time` field, `2025年3月4日` in a
     /// `date` field, elsewhere `16:05` on the day of sending and `3月4日 16:05` on any other day.
     func time(_ seconds: Int64, in type: KeywordType) -> String {
         let parts: Set<Calendar.Component> = [.year, .month, .day, .hour, .minute]

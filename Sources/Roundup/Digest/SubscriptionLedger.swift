@@ -1,6 +1,6 @@
 import Logging
 
-/// Keeps the exact count of what each openid may be sent (SPEC §5.10): popup accepts grant
+/// Keeps the exact count of what each openid may be sent: popup accepts grant
 /// (one-time: +1; long-term: subscribed), change-event rejects revoke, sent events are
 /// recorded, and admin grants add up — each push or idempotency key applied once.
 public struct SubscriptionLedger: Sendable {

@@ -2,7 +2,7 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// An HTTP error with a JSON body `{"error": "<one sentence>"}` (SPEC §4: every error body is
+/// An HTTP error with a JSON body `{"error": "<one sentence>"}` (every error body is
 /// JSON except the two fixed protocol replies). All errors become one of these in one place.
 public struct APIError: HTTPResponseError, Equatable {
     public let status: HTTPResponse.Status

@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// `/admin/*` for the mini program's backend (SPEC §4): bindings and credits. Bearer auth
+/// `/admin/*` for the mini program's backend: bindings and credits. Bearer auth
 /// compared in constant time; 403 while no admin token is configured.
 struct AdminController: Sendable {
     let store: RoundupStore
@@ -22,7 +22,7 @@ struct AdminController: Sendable {
         admin.post("credits") { request, _ in try await postCredits(request) }
     }
 
-    /// The path's user id, percent-decoded once (SPEC §4).
+    /// The path's user id, percent-decoded once.
     private func userID(_ context: some RequestContext) throws -> String {
         let raw = try context.parameters.require("id")
         guard let id = raw.removingPercentEncoding, !id.isEmpty else { throw APIError(.badRequest, "the user id in the path is not valid") }

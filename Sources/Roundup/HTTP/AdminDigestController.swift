@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
 
-/// `/admin/digests` (SPEC §4): digests by state, and an operator's flush of one user's open
+/// `/admin/digests`: digests by state, and an operator's flush of one user's open
 /// digest. The same digest objects as `roundup pending --json`; bearer auth as the rest of `/admin`.
 struct AdminDigestController: Sendable {
     let store: RoundupStore
@@ -19,7 +19,7 @@ struct AdminDigestController: Sendable {
         admin.post("digests/:id/flush") { request, context in try flush(request, id: try userID(context)) }
     }
 
-    /// The path's user id, percent-decoded once (SPEC §4).
+    /// The path's user id, percent-decoded once.
     private func userID(_ context: some RequestContext) throws -> String {
         let raw = try context.parameters.require("id")
         guard let id = raw.removingPercentEncoding, !id.isEmpty else { throw APIError(.badRequest, "the user id in the path is not valid") }

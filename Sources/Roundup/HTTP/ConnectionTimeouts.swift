@@ -3,7 +3,7 @@ import Logging
 import NIOCore
 
 /// How long Roundup waits for a client before it closes the connection, so a client that stalls
-/// or trickles cannot hold a connection (and its memory) for ever. SPEC §3 has no key for these:
+/// or trickles cannot hold a connection (and its memory) for ever. The config has no key for these:
 /// they are constants, and tests inject shorter ones through `buildApplication(timeouts:)`.
 ///
 /// IM gives a callback 2 s and WeChat a push 5 s, so no real caller comes near either bound.

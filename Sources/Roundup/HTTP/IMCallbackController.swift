@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// `POST /im/callback` (SPEC §4, §5.15): checks `SdkAppid` and `Sign`/`RequestTime`, decodes the
+/// `POST /im/callback`: checks `SdkAppid` and `Sign`/`RequestTime`, decodes the
 /// command, hands it to the ingestor and answers IM's fixed OK body — always `ErrorCode 0`, so a
 /// before-send callback never blocks a message.
 struct IMCallbackController: Sendable {
@@ -12,7 +12,7 @@ struct IMCallbackController: Sendable {
     let metrics: RoundupMetrics
     let logger: Logger
 
-    /// IM's documented success reply (tencent-im.md §1.3).
+    /// IM's documented success reply.
     static let okBody = #"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}"#
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {

@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// `GET /wechat/push` (server check) and `POST /wechat/push` (message push) — SPEC §4, §5.15:
+/// `GET /wechat/push` (server check) and `POST /wechat/push` (message push):
 /// 503 without a push token, 401 for a bad signature or a foreign AppID, 400 for anything
 /// unreadable, and the literal `success` otherwise.
 struct WeChatPushController: Sendable {

@@ -1,4 +1,4 @@
-/// The lifecycle of a digest (SPEC §1): one user's batch of pending messages that becomes one
+/// The lifecycle of a digest: one user's batch of pending messages that becomes one
 /// subscribe message. Raw values are the exact spellings used in SQLite, the CLI and the admin API.
 public enum DigestState: String, Sendable, CaseIterable, Codable, Hashable {
     case open
@@ -11,8 +11,8 @@ public enum DigestState: String, Sendable, CaseIterable, Codable, Hashable {
     case dead
     case inDoubt = "in_doubt"
 
-    /// States in which a digest still belongs to its user's single active batch (SPEC §1:
-    /// "a user has at most one `open` or `held` digest at a time").
+    /// States in which a digest still belongs to its user's single active batch (a user
+    /// has at most one `open` or `held` digest at a time).
     public static let active: Set<DigestState> = [.open, .held]
 
     /// True when nothing will ever happen to the digest again on its own.
@@ -58,7 +58,7 @@ public enum DigestState: String, Sendable, CaseIterable, Codable, Hashable {
     }
 }
 
-/// Why a digest is held or was cancelled (SPEC §1). Dead digests carry an errcode instead.
+/// Why a digest is held or was cancelled. Dead digests carry an errcode instead.
 public enum DigestReason: String, Sendable, CaseIterable, Codable, Hashable {
     // held
     case unbound

@@ -1,5 +1,5 @@
 /// Fits free text to a subscribe-message keyword type so that WeChat never answers 47003 for length
-/// or charset (SPEC §6, wechat.md §6.2). Lives in `Model/` because both the renderer (`Digest/`) and
+/// or charset. Lives in `Model/` because both the renderer (`Digest/`) and
 /// `config check` (`Config/`, which proves every fallback fits) use it.
 ///
 /// Every value is first cleaned (`clean(_:)`), then checked or cut per type. Characters are counted
@@ -17,7 +17,7 @@ public enum FieldFitter {
         case .thing:
             return cut(cleaned, limit: 20, ellipsis: true)
         case .name:
-            // wechat.md §6.2: ≤ 10 when any Chinese appears (mixed text counts as Chinese), else ≤ 20.
+            // WeChat's rule: ≤ 10 when any Chinese appears (mixed text counts as Chinese), else ≤ 20.
             if let wide = cut(cleaned, limit: 20, ellipsis: true), !wide.unicodeScalars.contains(where: isCJK) {
                 return wide
             }
@@ -42,7 +42,7 @@ public enum FieldFitter {
         case .date:
             return DateTimeFormat.isDate(cleaned) ? cleaned : nil
         case .amount, .enum:
-            // Roundup has no currency value or enumerated value to offer (SPEC §3).
+            // Roundup has no currency value or enumerated value to offer.
             return nil
         }
     }
@@ -81,7 +81,7 @@ public enum FieldFitter {
     // MARK: - cleaning
 
     /// The text WeChat may see: emoji, controls and format characters removed, every run of
-    /// whitespace (newlines and tabs included) one ASCII space, nothing at either end (SPEC §6).
+    /// whitespace (newlines and tabs included) one ASCII space, nothing at either end.
     public static func clean(_ text: String) -> String {
         var out = String.UnicodeScalarView()
         var pendingSpace = false
@@ -106,7 +106,7 @@ public enum FieldFitter {
         }
     }
 
-    /// The emoji rule of SPEC §6, exactly: a scalar is removed when it is Extended_Pictographic
+    /// The emoji rule, exactly: a scalar is removed when it is Extended_Pictographic
     /// (the table below; Swift has no public property for it) or Emoji_Presentation (which brings in
     /// regional indicators 1F1E6–1F1FF and skin tones 1F3FB–1F3FF), or when it only glues emoji
     /// together: ZWJ U+200D, variation selectors U+FE0E/U+FE0F, keycap U+20E3, tags E0020–E007F.
@@ -236,7 +236,7 @@ public enum FieldFitter {
     }
 }
 
-/// WeChat's `time` and `date` formats (wechat.md §6.2), checked by a small hand-written scanner
+/// WeChat's `time` and `date` formats, checked by a small hand-written scanner
 /// (`Regex` is not `Sendable`). A value is one time/date or a range of two joined by `~`.
 enum DateTimeFormat {
     /// `16:05`, `16:05:30`, optionally after a date and a space: `2025年3月4日 16:05`, `3月4日 16:05`.

@@ -1,5 +1,5 @@
 /// A JSON document with ordered object keys and explicit nulls, for the outputs whose shape is a
-/// contract (SPEC §7: "snake_case keys that are always present (`null` when empty)", `msgid` as a
+/// contract (snake_case keys that are always present, `null` when empty, `msgid` as a
 /// string). Foundation's encoder drops nil keys and reorders; this type does neither.
 public enum JSONValue: Sendable, Equatable {
     case null

@@ -1,4 +1,4 @@
-/// What Roundup believes about whether a user has the mini program open (SPEC §1, §5.1).
+/// What Roundup believes about whether a user has the mini program open.
 public enum PresenceState: String, Sendable, CaseIterable, Codable, Hashable {
     case online
     case offline

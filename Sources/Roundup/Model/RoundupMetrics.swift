@@ -19,7 +19,7 @@ public enum StoreOperation: String, Sendable, CaseIterable {
     case tokenCache = "token_cache"
 }
 
-/// Every metric of SPEC §8, created at start so each is exported at zero, with bounded labels:
+/// Every metric (docs/operations.md, Metrics), created at start so each is exported at zero, with bounded labels:
 /// no user, openid, group or message id ever becomes a label. Each instance has its own
 /// registry (no process-wide bootstrap), so parallel tests and the demo do not collide.
 public final class RoundupMetrics: Sendable {
@@ -41,7 +41,7 @@ public final class RoundupMetrics: Sendable {
         case answered
         /// Nothing to do: duplicate, online-only, failed send, ignored sender, stale event, …
         case skipped
-        /// Not committed within 1.5 s; answered anyway (SPEC §5.14). The only possible loss.
+        /// Not committed within 1.5 s; answered anyway. The only possible loss.
         case shed
         /// Refused: wrong SdkAppid or signature (401).
         case unauthorized
@@ -53,7 +53,7 @@ public final class RoundupMetrics: Sendable {
 
     /// Digest outcomes for `roundup_digests_total`.
     public static let digestOutcomes = ["sent", "cancelled", "expired", "dead", "in_doubt", "dry_run"]
-    /// Errcodes named in SPEC §5.8; any other is `other`.
+    /// The errcodes Roundup acts on by name (docs/operations.md); any other is `other`.
     public static let wechatErrcodes = [
         "-1", "40001", "40003", "40014", "40037", "41030", "42001", "43101", "43107", "43108", "45009", "45011",
         "45168", "47003", "48001", "other",
@@ -130,7 +130,7 @@ public final class RoundupMetrics: Sendable {
     /// Counts a finished digest.
     public func digestFinished(_ outcome: String) { digests[outcome]?.increment() }
 
-    /// Counts a WeChat errcode (bounded to SPEC §5.8's list).
+    /// Counts a WeChat errcode (bounded to `wechatErrcodes`).
     public func wechatError(_ errcode: String) {
         (wechatErrors[errcode] ?? wechatErrors["other"])?.increment()
     }

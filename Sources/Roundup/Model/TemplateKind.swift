@@ -1,4 +1,4 @@
-/// How a subscribe-message template is paid for (SPEC §1 "credit").
+/// How a subscribe-message template is paid for.
 public enum TemplateKind: String, Sendable, CaseIterable, Codable, Hashable {
     /// One send per accept of the popup.
     case oneTime = "one_time"
@@ -7,7 +7,7 @@ public enum TemplateKind: String, Sendable, CaseIterable, Codable, Hashable {
 }
 
 /// The type of a template keyword, named by the keyword's prefix (`thing1` → `thing`);
-/// wechat.md §6.2 lists them and their limits.
+/// `FieldFitter` applies each type's length and charset limits.
 public enum KeywordType: String, Sendable, CaseIterable, Codable, Hashable {
     case thing
     case number
@@ -24,7 +24,7 @@ public enum KeywordType: String, Sendable, CaseIterable, Codable, Hashable {
     case `enum`
 
     /// Types whose values Roundup can fit from free text. `amount` needs a currency value and
-    /// `enum` one of the template's enumerated values; a digest has neither (SPEC §3).
+    /// `enum` one of the template's enumerated values; a digest has neither.
     public var isFittable: Bool { self != .amount && self != .enum }
 
     /// Splits a WeChat keyword (`character_string12`) into its type; nil when the prefix is not a

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Instants as Roundup stores them: integer milliseconds since the Unix epoch, UTC. Due times are
-/// absolute so that digests that came due while Roundup was down are due at start (SPEC §5.6).
+/// absolute so that digests that came due while Roundup was down are due at start.
 public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     public var milliseconds: Int64
 
@@ -15,7 +15,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
 
     public var date: Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
 
-    /// RFC 3339 in UTC with second precision, the form every `--json` output uses (SPEC §7).
+    /// RFC 3339 in UTC with second precision, the form every `--json` output uses.
     public var rfc3339: String {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
     }

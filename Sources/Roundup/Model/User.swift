@@ -21,8 +21,8 @@ public struct User: Sendable, Equatable {
     }
 }
 
-/// One field of a merge update: leave it, set it, or clear it (SPEC §4 PUT: "keys left out
-/// stay, `null` clears").
+/// One field of a merge update: leave it, set it, or clear it (`PUT /admin/users/{id}`: keys left
+/// out stay, `null` clears).
 public enum FieldUpdate<Value: Sendable & Equatable>: Sendable, Equatable {
     case keep
     case set(Value)
@@ -52,7 +52,7 @@ public struct UserUpdate: Sendable, Equatable {
 }
 
 /// What a user may send with one template: a count of one-time credits, or a long-term
-/// subscription (SPEC §1 "credit"). Credits belong to an openid, bound or not.
+/// subscription. Credits belong to an openid, bound or not.
 public struct Credit: Sendable, Equatable {
     public var openid: String
     public var templateID: String

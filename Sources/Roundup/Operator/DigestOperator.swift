@@ -1,6 +1,6 @@
 import Foundation
 
-/// The digest commands of SPEC §7 (`pending`, `show`, `explain`, `flush`, `cancel`, `history`,
+/// The digest commands (`pending`, `show`, `explain`, `flush`, `cancel`, `history`,
 /// `dead`, `retry`, `stats`): the store calls, the checks and what they print. The CLI only
 /// parses arguments and prints; failures are `OperatorFailure`s (exit 1).
 public struct DigestOperator: Sendable {
@@ -101,7 +101,7 @@ public struct DigestOperator: Sendable {
             text: lines.joined(separator: "\n"))
     }
 
-    /// A sender as digests name them: bound name, else group NameCard, else IM id (SPEC §6).
+    /// A sender as digests name them: bound name, else group NameCard, else IM id.
     static func senderName(_ m: DigestMessageRow) -> String { m.senderName ?? m.senderNameCard ?? m.sender }
 
     /// The body the engine would send now: the first template in config order this openid may
@@ -156,7 +156,7 @@ public struct DigestOperator: Sendable {
 
     // MARK: - flush
 
-    /// `flush USER… [--force]` / `flush --all`: open digests due now (SPEC §5.6). Every named
+    /// `flush USER… [--force]` / `flush --all`: open digests due now. Every named
     /// user is checked first; if any has no open digest, nothing changes.
     public func flush(users: [String], all: Bool, force: Bool) throws -> Report {
         let t = timeView()
@@ -281,7 +281,7 @@ public struct DigestOperator: Sendable {
 
     /// `retry ID… [--force]`: re-queue dead digests (in-doubt ones only with `force`) and
     /// config-error holds, due now; merged into the user's open or held digest when there is
-    /// one (SPEC §5.8). Every id is checked first; if any cannot be retried, nothing changes.
+    /// one. Every id is checked first; if any cannot be retried, nothing changes.
     public func retry(_ ids: [Int64], force: Bool) throws -> Report {
         let t = now()
         var targets: [DigestSummary] = []

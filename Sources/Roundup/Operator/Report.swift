@@ -1,5 +1,5 @@
 /// What a read command prints: the same facts as a table for people and as one JSON object
-/// for programs (`{"schema": 1, …}`, SPEC §7).
+/// for programs (`{"schema": 1, …}`).
 public struct Report: Sendable {
     /// The JSON schema version; within a version keys are only ever added.
     public static let schemaVersion: Int64 = 1

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A roster that cannot be imported, with every bad row named by its line number in the file
-/// (the header is line 1). Nothing is imported when there is any (SPEC §7 `users import`).
+/// (the header is line 1). Nothing is imported when there is any.
 public struct RosterImportError: Error, Sendable, Equatable, CustomStringConvertible {
     public struct Problem: Sendable, Equatable {
         public let line: Int

@@ -1,6 +1,6 @@
 import Synchronization
 
-/// Who is in the app, as far as IM's callbacks say (SPEC §5.1): an in-memory map from IM user to
+/// Who is in the app, as far as IM's callbacks say: an in-memory map from IM user to
 /// online/offline with the `EventTime` of the last event applied, so late events are ignored.
 /// Users never seen are `unknown` (everyone is after a restart). Sharded locks keep concurrent
 /// callbacks from contending; an entry is a few dozen bytes, so a million users fit easily.
@@ -60,7 +60,7 @@ public final class PresenceMap: Sendable {
         return change
     }
 
-    /// Records what `query_online_status` said, without moving the EventTime guard (SPEC §5.7).
+    /// Records what `query_online_status` said, without moving the EventTime guard.
     @discardableResult
     public func confirm(user: String, online: Bool) -> Change {
         let change = shard(user).map.withLock { map -> Change in

@@ -5,7 +5,7 @@ import Synchronization
 /// Why a batched write did not commit for its caller.
 public enum CommitError: Error, Sendable, Equatable {
     /// The write did not commit within the caller's deadline; the caller answers anyway and
-    /// counts the message as shed (SPEC §5.14). A job that had not started never will.
+    /// counts the message as shed. A job that had not started never will.
     case timedOut
     /// The transaction failed; nothing of its batch was written.
     case failed(String)
@@ -18,7 +18,7 @@ public enum CommitError: Error, Sendable, Equatable {
 /// per batch) does not cost throughput. Batches run on the database's writer queue (GRDB's
 /// `asyncWriteWithoutTransaction`), one after another while jobs wait, so no caller ever runs a
 /// batch itself: every caller only waits for its own job, and gives up at its deadline even when
-/// the database is stuck (SPEC §5.14). Each job runs in its own savepoint, so one failing job
+/// the database is stuck. Each job runs in its own savepoint, so one failing job
 /// does not undo the others.
 public final class GroupCommitter: Sendable {
     private let store: RoundupStore

@@ -45,7 +45,7 @@ extension RoundupStore {
     }
 }
 
-/// A change to one (openid, template) credit row (SPEC §5.10).
+/// A change to one (openid, template) credit row.
 public enum CreditChange: Sendable, Equatable {
     /// One-time accepts or an admin grant: add to the count.
     case add(Int)

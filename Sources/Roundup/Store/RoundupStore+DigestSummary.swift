@@ -1,6 +1,6 @@
 import GRDB
 
-/// The facts of one digest that every view shows (SPEC §7 "digest object").
+/// The facts of one digest that every view shows (the "digest object" of docs/cli.md).
 public struct DigestSummary: Sendable, Equatable {
     public var id: Int64
     public var imUserID: String

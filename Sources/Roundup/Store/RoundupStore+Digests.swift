@@ -40,7 +40,7 @@ extension RoundupStore {
         try write { tx in try tx.openDigest(for: user, windowStart: windowStart, dueAt: dueAt, now: now, note: "due \(dueAt.rfc3339)") }
     }
 
-    /// Compare-and-set of a digest's state (SPEC §5.9): changes it only if it is still `from`.
+    /// Compare-and-set of a digest's state: changes it only if it is still `from`.
     /// Returns false when another writer moved it first; throws `illegalTransition` when the
     /// state machine forbids the change.
     @discardableResult

@@ -117,7 +117,7 @@ extension RoundupStore {
         try writer.write { db in try StoreTransaction(db).setSendPause(key, until: until, reason: reason, now: now) }
     }
 
-    /// Erases message text and rendered bodies of digests finished before `cutoff` (SPEC §5.13),
+    /// Erases message text and rendered bodies of digests finished before `cutoff`,
     /// and forgets tombstones that have expired. Returns how many digests were purged.
     @discardableResult
     public func purgeText(finishedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
@@ -140,7 +140,7 @@ extension RoundupStore {
 }
 
 extension StoreTransaction {
-    /// `open` → `sending` with the template and body about to be sent (SPEC §5.9: recorded before the call).
+    /// `open` → `sending` with the template and body about to be sent (recorded before the call).
     public func markSending(_ id: Int64, template: String, body: String, now: Timestamp) throws -> Bool {
         guard try moveDigest(id, from: .open, to: .sending, now: now, note: "template \(template)") else { return false }
         try db.executeCached(
@@ -253,7 +253,7 @@ extension StoreTransaction {
 }
 
 extension RoundupStore {
-    /// The cached WeChat access token and its expiry, if any (SPEC §5.11).
+    /// The cached WeChat access token and its expiry, if any.
     public func cachedAccessToken() throws -> (token: String, expiresAt: Timestamp)? {
         try writer.read { db in
             try Row.cachedOne(db, sql: "SELECT token, expires_at FROM access_token WHERE id = 1")

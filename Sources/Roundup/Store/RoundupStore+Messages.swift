@@ -1,6 +1,6 @@
 import GRDB
 
-/// A one-to-one message to keep for its recipient (SPEC §5.2).
+/// A one-to-one message to keep for its recipient.
 public struct NewMessage: Sendable, Equatable {
     public var msgKey: String
     public var recipient: String
@@ -9,7 +9,7 @@ public struct NewMessage: Sendable, Equatable {
     public var msgTime: Int64
     /// Roundup's receipt time: windows, retention and lookback use this.
     public var receivedAt: Timestamp
-    /// The one-line summary (SPEC §6); erased after `storage.text_retention`.
+    /// The one-line summary; erased after `storage.text_retention`.
     public var summary: String
     public var urgent: Bool
 

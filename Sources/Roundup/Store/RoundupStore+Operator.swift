@@ -1,6 +1,6 @@
 import GRDB
 
-/// What an operator's flush of one user's digest found (SPEC §5.6, `roundup flush`,
+/// What an operator's flush of one user's digest found (`roundup flush`,
 /// `POST /admin/digests/{id}/flush`).
 public enum FlushOutcome: Sendable, Equatable {
     /// The open digest is due now; its summary after the change.
@@ -45,7 +45,7 @@ public struct OperatorStats: Sendable, Equatable {
 
     /// Digests that produced a subscribe message (`sent`, and `dry_run` which was rendered).
     public var digestsSent: Int { digestsByState[.sent, default: 0] + digestsByState[.dryRun, default: 0] }
-    /// Messages that did not need a send of their own (SPEC §2: ingested − digests sent, dry_run included).
+    /// Messages that did not need a send of their own (ingested − digests sent, dry_run included).
     public var sendsSaved: Int { messagesStored - digestsSent }
 }
 
@@ -69,7 +69,7 @@ extension StoreTransaction {
         return db.changesCount
     }
 
-    /// Starts a re-queued digest's backoff afresh (SPEC §5.8: 6 tries from the retry on).
+    /// Starts a re-queued digest's backoff afresh (6 tries from the retry on).
     public func resetAttempts(_ id: Int64, now: Timestamp) throws {
         try db.execute(sql: "UPDATE digests SET attempts = 0, updated_at = ? WHERE id = ?", arguments: [now.milliseconds, id])
     }
@@ -89,7 +89,7 @@ extension StoreTransaction {
 
 extension RoundupStore {
     /// Makes the user's open digest due at `at` (normally now) with a flush request, in one
-    /// transaction; a held digest is reported, not changed (SPEC §5.6).
+    /// transaction; a held digest is reported, not changed.
     public func flushDigest(user: String, at: Timestamp, force: Bool, now: Timestamp, note: String) throws -> FlushOutcome {
         let changed: Int64? = try write { tx in
             guard let d = try tx.activeDigest(for: user), d.state == .open else { return nil }

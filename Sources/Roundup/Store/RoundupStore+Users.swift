@@ -56,14 +56,14 @@ extension RoundupStore {
         try writer.read { db in try UserRecord.order(Column("im_user_id")).fetchAll(db).map(\.user) }
     }
 
-    /// Creates the user if needed and merges the update into their binding (SPEC §4 PUT).
+    /// Creates the user if needed and merges the update into their binding (`PUT /admin/users/{id}`).
     /// Throws `openidBoundElsewhere` when the openid belongs to another user.
     @discardableResult
     public func updateUser(_ imUserID: String, _ update: UserUpdate, now: Timestamp) throws -> User {
         try writer.write { db in try Self.updateUser(db, imUserID, update, now: now) }
     }
 
-    /// Clears a user's openid; their pending messages stay (SPEC §4 DELETE). Nil if unknown.
+    /// Clears a user's openid; their pending messages stay (`DELETE /admin/users/{id}`). Nil if unknown.
     @discardableResult
     public func unbindUser(_ imUserID: String, now: Timestamp) throws -> User? {
         try writer.write { db in

@@ -42,7 +42,7 @@ extension StoreTransaction {
 }
 
 extension RoundupStore {
-    /// Removes everything Roundup holds about a user (SPEC §4 `DELETE …?erase=true`, §5.13):
+    /// Removes everything Roundup holds about a user (`DELETE …?erase=true`):
     /// their binding, credits, digests with their logs, messages to them, read marks and
     /// tombstones. Returns false when the user was unknown.
     public func eraseUser(_ id: String) throws -> Bool {

@@ -11,7 +11,7 @@ import Darwin
 /// that speaks SQL, so that a PostgreSQL backend later is a contained change.
 ///
 /// The file is a WAL-mode `DatabasePool` shared by `roundup serve` and the CLI (each with a busy
-/// timeout); it is created 0600 in a 0700 folder, because it holds message text (SPEC §5.13).
+/// timeout); it is created 0600 in a 0700 folder, because it holds message text.
 public final class RoundupStore: Sendable {
     let writer: any DatabaseWriter
     /// The database file, or nil for an in-memory store.
@@ -71,7 +71,7 @@ public final class RoundupStore: Sendable {
     }
 
     /// Creates the folder (0700) and an empty file (0600) before SQLite does, since SQLite
-    /// would create them world-readable (STYLE.md, gotchas). Existing files are left as they are.
+    /// would create them world-readable (0644). Existing files are left as they are.
     private static func createFileIfNeeded(_ path: String) throws(StoreError) {
         let url = URL(fileURLWithPath: path)
         let folder = url.deletingLastPathComponent().path

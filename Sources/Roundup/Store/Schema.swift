@@ -47,7 +47,7 @@ enum Schema {
             );
 
             -- Group messages: one row per GroupId+MsgSeq, committed before the callback is
-            -- answered; fan-out to members happens afterwards from this row (SPEC §5.3).
+            -- answered; fan-out to members happens afterwards from this row.
             CREATE TABLE group_messages (
                 id INTEGER PRIMARY KEY,
                 group_id TEXT NOT NULL,
@@ -137,14 +137,14 @@ enum Schema {
             CREATE INDEX messages_pending_pair ON messages(recipient, sender, msg_time) WHERE status = 'pending';
             CREATE INDEX messages_by_received ON messages(received_at);
 
-            -- A recall of a message not seen yet, so that its late ingest is skipped (SPEC §5.4).
+            -- A recall of a message not seen yet, so that its late ingest is skipped.
             CREATE TABLE recall_tombstones (
                 msg_key TEXT PRIMARY KEY NOT NULL,
                 to_account TEXT NOT NULL,
                 expires_at INTEGER NOT NULL
             );
 
-            -- The newest read report applied per (reader, peer): older reports are ignored (SPEC §5.4).
+            -- The newest read report applied per (reader, peer): older reports are ignored.
             CREATE TABLE read_marks (
                 recipient TEXT NOT NULL,
                 peer TEXT NOT NULL,
@@ -152,7 +152,7 @@ enum Schema {
                 PRIMARY KEY (recipient, peer)
             ) WITHOUT ROWID;
 
-            -- The decision log: every step a digest goes through (SPEC §5.12).
+            -- The decision log: every step a digest goes through.
             CREATE TABLE digest_events (
                 id INTEGER PRIMARY KEY,
                 digest_id INTEGER NOT NULL REFERENCES digests(id) ON DELETE CASCADE,
@@ -173,13 +173,13 @@ enum Schema {
             );
 
             -- Keys of events already applied: WeChat pushes (re-sent after 5 s) and admin
-            -- idempotency keys, so each is applied once (SPEC §5.10).
+            -- idempotency keys, so each is applied once.
             CREATE TABLE applied_events (
                 key TEXT PRIMARY KEY NOT NULL,
                 applied_at INTEGER NOT NULL
             );
 
-            -- subscribe_msg_sent_event results, used to settle in-doubt sends (SPEC §5.9).
+            -- subscribe_msg_sent_event results, used to settle in-doubt sends.
             CREATE TABLE wechat_sent_events (
                 id INTEGER PRIMARY KEY,
                 msgid TEXT NOT NULL,
@@ -193,7 +193,7 @@ enum Schema {
             );
             CREATE INDEX wechat_sent_events_by_openid ON wechat_sent_events(openid, template_id, create_time);
 
-            -- The cached WeChat access token (SPEC §5.11).
+            -- The cached WeChat access token.
             CREATE TABLE access_token (
                 id INTEGER PRIMARY KEY CHECK (id = 1),
                 token TEXT NOT NULL,
@@ -201,7 +201,7 @@ enum Schema {
                 fetched_at INTEGER NOT NULL
             );
 
-            -- The single-writer lease of `roundup serve` (SPEC §5.9).
+            -- The single-writer lease of `roundup serve`.
             CREATE TABLE serve_lease (
                 id INTEGER PRIMARY KEY CHECK (id = 1),
                 pid INTEGER NOT NULL,
@@ -211,7 +211,7 @@ enum Schema {
                 renewed_at INTEGER NOT NULL
             );
 
-            -- Sending pauses: the 45009 quota day, and per-template configuration errors (SPEC §5.8).
+            -- Sending pauses: the 45009 quota day, and per-template configuration errors.
             CREATE TABLE send_pauses (
                 key TEXT PRIMARY KEY NOT NULL,
                 until_at INTEGER,

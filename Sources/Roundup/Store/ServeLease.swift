@@ -9,7 +9,7 @@ import Darwin
 
 /// Why `serve` may not own the database.
 public enum LeaseError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// Another live process holds the lock (SPEC §5.9).
+    /// Another live process holds the lock.
     case held(pid: Int?, path: String)
     case cannotLock(String)
 
@@ -21,7 +21,7 @@ public enum LeaseError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// The single-writer lease of SPEC §5.9: an exclusive `flock` on `PATH.lock` (released by the
+/// The single-writer lease of `roundup serve`: an exclusive `flock` on `PATH.lock` (released by the
 /// kernel when the process dies, so a SIGKILLed owner never blocks its successor) plus a lease
 /// row naming the owner's pid for the refusal message. CLI commands do not take it.
 public final class ServeLease: Sendable {

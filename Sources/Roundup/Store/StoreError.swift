@@ -1,14 +1,14 @@
 /// What can go wrong in the store, in words an operator can act on.
 public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The openid is already bound to another user (SPEC §4: 409).
+    /// The openid is already bound to another user (the admin API answers 409).
     case openidBoundElsewhere(openid: String, boundTo: String)
     /// No such user.
     case userNotFound(String)
     /// The database could not be opened or created.
     case cannotOpen(path: String, reason: String)
-    /// The user already has an `open` or `held` digest (SPEC §1: at most one).
+    /// The user already has an `open` or `held` digest (a user has at most one).
     case activeDigestExists(user: String)
-    /// The state machine does not allow this change (SPEC §1).
+    /// The state machine does not allow this change.
     case illegalTransition(from: DigestState, to: DigestState)
     /// A held or cancelled digest needs one of its state's reasons; other states take none.
     case invalidReason(state: DigestState, reason: DigestReason?)

@@ -233,7 +233,7 @@ public struct StoreTransaction {
             arguments: [lastMessageAt?.milliseconds, dueAt?.milliseconds, urgent, now.milliseconds, id])
     }
 
-    /// Compare-and-set of a digest's state, logged (SPEC §5.9, §5.12).
+    /// Compare-and-set of a digest's state, logged.
     @discardableResult
     public func moveDigest(
         _ id: Int64, from: DigestState, to: DigestState, reason: DigestReason? = nil, now: Timestamp, note: String = ""
@@ -296,7 +296,7 @@ public struct StoreTransaction {
     }
 }
 
-/// A group message to store as one row before the callback is answered (SPEC §5.3).
+/// A group message to store as one row before the callback is answered.
 public struct NewGroupMessage: Sendable, Equatable {
     public var groupID: String
     public var msgSeq: Int64
@@ -339,7 +339,7 @@ extension RoundupStore {
     }
 }
 
-/// A group message waiting for its fan-out to members (SPEC §5.3).
+/// A group message waiting for its fan-out to members.
 public struct PendingGroupMessage: Sendable, Equatable {
     public var id: Int64
     public var groupID: String

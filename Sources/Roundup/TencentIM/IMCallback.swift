@@ -1,6 +1,6 @@
 import Foundation
 
-/// The callback commands Roundup handles (SPEC §4); anything else is answered OK and counted as `other`.
+/// The callback commands Roundup handles; anything else is answered OK and counted as `other`.
 public enum IMCallbackCommand: String, Sendable, CaseIterable {
     case stateChange = "State.StateChange"
     case c2cBeforeSend = "C2C.CallbackBeforeSendMsg"
@@ -28,7 +28,7 @@ public enum IMCallbackDecodingError: Error, Sendable, Equatable, CustomStringCon
     }
 }
 
-/// One decoded IM callback (tencent-im.md §2–§4), ready for presence, ingest, read and recall handling.
+/// One decoded IM callback, ready for presence, ingest, read and recall handling.
 public enum IMCallback: Sendable, Equatable {
     case stateChange(IMStateChange)
     case c2cBeforeSend(IMC2CMessage)

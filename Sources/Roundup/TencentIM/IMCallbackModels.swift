@@ -1,6 +1,6 @@
 import Foundation
 
-/// One element of an IM message body (`MsgBody[]`, tencent-im.md §5), reduced to what a summary needs.
+/// One element of an IM message body (`MsgBody[]`), reduced to what a summary needs.
 public enum IMMessageElement: Sendable, Equatable, Hashable {
     case text(String)
     case image
@@ -16,7 +16,7 @@ public enum IMMessageElement: Sendable, Equatable, Hashable {
     case unknown(type: String)
 }
 
-/// What a `State.StateChange` callback reports (tencent-im.md §2).
+/// What a `State.StateChange` callback reports.
 public enum IMStateAction: Sendable, Equatable, Hashable {
     case login
     case logout
@@ -25,7 +25,7 @@ public enum IMStateAction: Sendable, Equatable, Hashable {
     case other(String)
 
     /// The action named by `Info.Action`, compared case-insensitively (IM's docs are inconsistent
-    /// about case elsewhere, tencent-im.md §1.1); unknown names become `.other`, kept verbatim.
+    /// about case elsewhere); unknown names become `.other`, kept verbatim.
     public init(_ name: String) {
         switch name.lowercased() {
         case "login": self = .login
@@ -36,7 +36,7 @@ public enum IMStateAction: Sendable, Equatable, Hashable {
     }
 }
 
-/// A user's connection state changed (`State.StateChange`, tencent-im.md §2.1).
+/// A user's connection state changed (`State.StateChange`).
 public struct IMStateChange: Sendable, Equatable {
     public var userID: String
     public var action: IMStateAction
@@ -53,7 +53,7 @@ public struct IMStateChange: Sendable, Equatable {
     }
 }
 
-/// A one-to-one message, before or after IM delivered it (tencent-im.md §3.1, §3.2).
+/// A one-to-one message, before or after IM delivered it.
 public struct IMC2CMessage: Sendable, Equatable {
     public var from: String
     public var to: String
@@ -94,7 +94,7 @@ public struct IMC2CMessage: Sendable, Equatable {
 }
 
 /// A read receipt: `reportAccount` read the C2C conversation with `peerAccount` up to `lastReadTime`
-/// (`C2C.CallbackAfterMsgReport`, tencent-im.md §3.3).
+/// (`C2C.CallbackAfterMsgReport`).
 public struct IMReadReport: Sendable, Equatable {
     public var reportAccount: String
     public var peerAccount: String
@@ -111,7 +111,7 @@ public struct IMReadReport: Sendable, Equatable {
     }
 }
 
-/// A recalled C2C message (`C2C.CallbackAfterMsgWithDraw`, tencent-im.md §3.3).
+/// A recalled C2C message (`C2C.CallbackAfterMsgWithDraw`).
 public struct IMWithdrawal: Sendable, Equatable {
     /// The sender; empty when the body does not say.
     public var from: String
@@ -125,7 +125,7 @@ public struct IMWithdrawal: Sendable, Equatable {
     }
 }
 
-/// A message sent to a group (`Group.CallbackAfterSendMsg`, tencent-im.md §4); recipients are not
+/// A message sent to a group (`Group.CallbackAfterSendMsg`); recipients are not
 /// listed, they come from `get_group_member_info`.
 public struct IMGroupMessage: Sendable, Equatable {
     public var groupID: String
@@ -170,6 +170,6 @@ public struct IMGroupMessage: Sendable, Equatable {
         self.topicID = topicID
     }
 
-    /// AVChatRoom members cannot be listed, so such groups are never fanned out (SPEC §5.3).
+    /// AVChatRoom members cannot be listed, so such groups are never fanned out.
     public var isAVChatRoom: Bool { groupType.caseInsensitiveCompare("AVChatRoom") == .orderedSame }
 }

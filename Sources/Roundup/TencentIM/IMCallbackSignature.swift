@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 
-/// Why an IM callback's `Sign`/`RequestTime` query parameters were refused (SPEC §4: 401).
+/// Why an IM callback's `Sign`/`RequestTime` query parameters were refused (answered 401).
 public enum IMCallbackAuthError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The `Sign` query parameter is absent or empty.
     case missingSign
@@ -27,7 +27,7 @@ public enum IMCallbackAuthError: Error, Sendable, Equatable, CustomStringConvert
 }
 
 /// The callback authentication scheme of Tencent IM: `Sign = hex(SHA-256(token ++ RequestTime))`,
-/// plain SHA-256 and not HMAC (tencent-im.md §1.2).
+/// plain SHA-256 and not HMAC.
 public enum IMCallbackSignature {
     /// The lowercase hex `Sign` IM computes for a token and a `RequestTime` string.
     public static func sign(token: String, requestTime: String) -> String {

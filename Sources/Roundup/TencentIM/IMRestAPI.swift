@@ -1,15 +1,15 @@
 /// The IM REST calls the digest engine makes; a protocol because the real thing is remote (the
 /// seam for fakes in tests). Implemented over HTTP by `IMRestClient`.
 public protocol IMRestAPI: Sendable {
-    /// Online status of each user (`v4/openim/query_online_status`, tencent-im.md §7), batched by
+    /// Online status of each user (`v4/openim/query_online_status`), batched by
     /// 500. Users IM says nothing about are absent from the result.
     func queryOnlineStatus(_ users: [String]) async throws(IMRestError) -> [String: IMOnlineStatus]
-    /// Every member of a group (`v4/group_open_http_svc/get_group_member_info`, tencent-im.md §8),
+    /// Every member of a group (`v4/group_open_http_svc/get_group_member_info`),
     /// paging by 100 with `Offset`, or with the `Next` cursor for Community groups.
     func groupMembers(groupID: String) async throws(IMRestError) -> [IMGroupMember]
 }
 
-/// One user's state in `query_online_status` (tencent-im.md §7).
+/// One user's state in `query_online_status`.
 public enum IMOnlineStatus: Sendable, Equatable, Hashable {
     /// A live connection: the user is in the app.
     case online
@@ -29,14 +29,14 @@ public enum IMOnlineStatus: Sendable, Equatable, Hashable {
     }
 }
 
-/// One member of a group, with what fan-out needs (SPEC §5.3).
+/// One member of a group, with what fan-out needs.
 public struct IMGroupMember: Sendable, Equatable, Hashable {
     public var account: String
     /// `AcceptAndNotify`, `AcceptNotNotify`, … ; only `AcceptAndNotify` members are notified.
     public var msgFlag: String?
     /// The member's group nickname; nil when empty.
     public var nameCard: String?
-    /// `Owner`, `Admin`, `Member`, trimmed (IM's examples carry stray spaces, tencent-im.md §8).
+    /// `Owner`, `Admin`, `Member`, trimmed (IM's examples carry stray spaces).
     public var role: String?
 
     public init(account: String, msgFlag: String? = nil, nameCard: String? = nil, role: String? = nil) {
@@ -51,7 +51,7 @@ public struct IMGroupMember: Sendable, Equatable, Hashable {
 public enum IMRestError: Error, Sendable, Equatable, CustomStringConvertible {
     /// No HTTP answer: connection, timeout, TLS.
     case transport(String)
-    /// An HTTP status other than 200 (IM answers 200 unless the network failed, tencent-im.md §6.2).
+    /// An HTTP status other than 200 (IM answers 200 unless the network failed).
     case http(status: Int)
     /// IM answered `ErrorCode ≠ 0` (e.g. 70009 bad UserSig, 90011 too many accounts).
     case api(code: Int, info: String)

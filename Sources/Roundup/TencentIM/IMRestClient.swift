@@ -3,7 +3,7 @@ import Foundation
 import NIOCore
 import Synchronization
 
-/// How to reach IM's REST API as the App admin (tencent-im.md §6).
+/// How to reach IM's REST API as the App admin.
 ///
 /// ## Configuration keys
 /// - `im.api_base_url`: `baseURL` (default `https://console.tim.qq.com`; the demo and tests use the fake).
@@ -15,7 +15,7 @@ public struct IMRestConfiguration: Sendable {
     public var sdkAppID: UInt32
     public var adminIdentifier: String
     public var secretKey: String
-    /// Each request's deadline; IM's own timeout is 3 s, so this stays above it (tencent-im.md §6.2).
+    /// Each request's deadline; IM's own timeout is 3 s, so this stays above it.
     public var timeout: Duration
     /// Validity of the admin UserSig Roundup signs for itself.
     public var userSigValidity: Int64
@@ -55,9 +55,9 @@ public final class IMRestClient: IMRestAPI {
     private let httpClient: HTTPClient
     private let userSigCache = Mutex(UserSigCache())
 
-    /// At most this many accounts per `query_online_status` call (tencent-im.md §7).
+    /// At most this many accounts per `query_online_status` call.
     public static let onlineStatusBatch = 500
-    /// Members per `get_group_member_info` page; IM recommends 100 (tencent-im.md §8).
+    /// Members per `get_group_member_info` page; IM recommends 100.
     public static let memberPageSize = 100
     /// A bound on pages per group, so a server that never ends the cursor cannot loop us forever
     /// (Community groups hold at most 100,000 members).
@@ -109,7 +109,7 @@ public final class IMRestClient: IMRestAPI {
             let answer = try await call(
                 "openim", "query_online_status", body: .object([("To_Account", .array(batch.map(JSONValue.string)))]))
             for entry in answer["QueryResult"]?.array ?? [] {
-                // `Status` in current docs, `State` in older ones (tencent-im.md §7).
+                // `Status` in current docs, `State` in older ones.
                 guard let account = entry["To_Account"]?.string,
                     let name = entry["Status"]?.string ?? entry["State"]?.string
                 else { continue }
@@ -158,7 +158,7 @@ public final class IMRestClient: IMRestAPI {
             if page.isEmpty { break }
             if let total, members.count >= total { break }
             if !cursor.isEmpty {
-                // Community groups page with the cursor (tencent-im.md §8).
+                // Community groups page with the cursor.
                 next = cursor
                 continue
             }
@@ -202,7 +202,7 @@ public final class IMRestClient: IMRestAPI {
         return answer
     }
 
-    /// A query value with everything but unreserved characters escaped (UserSigs need none, tencent-im.md §6.1).
+    /// A query value with everything but unreserved characters escaped (UserSigs need none).
     static func percentEncoded(_ value: String) -> String {
         value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? value
     }

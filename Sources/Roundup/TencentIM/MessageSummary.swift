@@ -1,7 +1,7 @@
 import Foundation
 
 extension IMMessageElement {
-    /// The text of this element (SPEC §6 "Message summaries"), before line breaks are flattened.
+    /// The text of this element, before line breaks are flattened.
     public var summary: String {
         switch self {
         case .text(let text): return text
@@ -27,7 +27,7 @@ extension IMMessageElement {
 }
 
 extension Array where Element == IMMessageElement {
-    /// The message's one-line summary (SPEC §6): element summaries joined with one space; every run
+    /// The message's one-line summary: element summaries joined with one space; every run
     /// of whitespace containing a newline or tab (`\r\n` included) becomes one space; the ends are
     /// trimmed; elements with nothing to show are skipped; a message with nothing at all is `[消息]`.
     public var summary: String {
@@ -84,7 +84,7 @@ extension IMMessageElement {
 }
 
 extension IMCallback {
-    /// True when `CloudCustomData` is a JSON object with `"roundup_urgent": true` (SPEC §5.2); any
+    /// True when `CloudCustomData` is a JSON object with `"roundup_urgent": true`; any
     /// other value, type or shape is false.
     public static func isUrgent(cloudCustomData: String?) -> Bool {
         guard let cloudCustomData, cloudCustomData.utf8.count >= 20,
@@ -95,15 +95,15 @@ extension IMCallback {
 }
 
 extension IMC2CMessage {
-    /// Whether the sender marked this message urgent in `CloudCustomData` (SPEC §5.2).
+    /// Whether the sender marked this message urgent in `CloudCustomData`.
     public var isUrgent: Bool { IMCallback.isUrgent(cloudCustomData: cloudCustomData) }
-    /// The one-line summary of the body (SPEC §6).
+    /// The one-line summary of the body.
     public var summary: String { elements.summary }
 }
 
 extension IMGroupMessage {
-    /// Whether the sender marked this message urgent in `CloudCustomData` (SPEC §5.2).
+    /// Whether the sender marked this message urgent in `CloudCustomData`.
     public var isUrgent: Bool { IMCallback.isUrgent(cloudCustomData: cloudCustomData) }
-    /// The one-line summary of the body (SPEC §6).
+    /// The one-line summary of the body.
     public var summary: String { elements.summary }
 }

@@ -3,7 +3,7 @@ import Crypto
 import Foundation
 import NIOCore
 
-/// Why a UserSig was refused, named like the official Go library's errors (tencent-im.md §9.2).
+/// Why a UserSig was refused, named like the official Go library's errors.
 public enum UserSigError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Not in the UserSig base64 alphabet (`A–Z a–z 0–9 * - _`).
     case notBase64
@@ -26,7 +26,7 @@ public enum UserSigError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `TLS.sig` is not the HMAC of the content with our key (Go: `sig not match`).
     case sigNotMatch
 
-    /// The error code IM's servers answer for this failure (tencent-im.md §6.4, 70000 range).
+    /// The error code IM's servers answer for this failure (70000 range).
     public var imErrorCode: Int {
         switch self {
         case .notBase64, .notZlib, .notJSON, .missingField: return 70003
@@ -63,12 +63,12 @@ public struct UserSigContents: Sendable, Equatable {
     public var userbuf: Data?
 }
 
-/// TLSSigAPIv2: the HMAC-SHA256 UserSig that authenticates IM REST calls (tencent-im.md §9).
+/// TLSSigAPIv2: the HMAC-SHA256 UserSig that authenticates IM REST calls.
 public enum UserSig {
     /// The official libraries' default validity, 180 days.
     public static let defaultExpire: Int64 = 15_552_000
 
-    /// The `TLS.sig` value: base64 of HMAC-SHA256 over the fixed-order content lines (§9.1 steps 1–2).
+    /// The `TLS.sig` value: base64 of HMAC-SHA256 over the fixed-order content lines (steps 1–2 of the official libraries).
     public static func signature(
         sdkAppID: UInt32, key: String, identifier: String, expire: Int64, time: Int64, userbuf: Data? = nil
     ) -> String {
@@ -77,7 +77,7 @@ public enum UserSig {
     }
 
     /// A complete UserSig: compact JSON, zlib level 6 (what the Python library emits, so Vector A
-    /// reproduces byte for byte), base64 with IM's URL-safe alphabet (§9.1 steps 3–5).
+    /// reproduces byte for byte), base64 with IM's URL-safe alphabet (steps 3–5).
     public static func generate(
         sdkAppID: UInt32, key: String, identifier: String, expire: Int64, time: Int64, userbuf: Data? = nil
     ) -> String {
@@ -95,7 +95,7 @@ public enum UserSig {
         return toUserSigAlphabet(zlibCompress(json).base64EncodedString())
     }
 
-    /// Checks a UserSig the way the official Go `VerifyUserSig` does (§9.2) and returns its
+    /// Checks a UserSig the way the official Go `VerifyUserSig` does and returns its
     /// `TLS.time` and `TLS.expire`. `userbuf` must match what the UserSig carries (nil: none).
     public static func verify(
         _ userSig: String, sdkAppID: UInt32, key: String, identifier: String, now: Int64, userbuf: Data? = nil
@@ -117,7 +117,7 @@ public enum UserSig {
         return (contents.time, contents.expire)
     }
 
-    /// Unpacks a UserSig without checking it: reverse alphabet, base64, inflate, JSON (§9.2 step 1).
+    /// Unpacks a UserSig without checking it: reverse alphabet, base64, inflate, JSON.
     public static func decode(_ userSig: String) throws(UserSigError) -> UserSigContents {
         guard let compressed = Data(base64Encoded: fromUserSigAlphabet(userSig)), !compressed.isEmpty else {
             throw .notBase64
@@ -153,7 +153,7 @@ public enum UserSig {
         return Array(code)
     }
 
-    /// `+`→`*`, `/`→`-`, `=`→`_` (§9.1 step 5).
+    /// `+`→`*`, `/`→`-`, `=`→`_` (the last step of signing).
     static func toUserSigAlphabet(_ base64: String) -> String {
         String(String.UnicodeScalarView(base64.unicodeScalars.map { scalar in
             switch scalar {
@@ -185,7 +185,7 @@ public enum UserSig {
         return Data(output.readableBytesView)
     }
 
-    /// A zlib stream of stored (uncompressed) blocks, as the official Go library emits (§9.1 option b).
+    /// A zlib stream of stored (uncompressed) blocks, as the official Go library emits.
     static func zlibStored(_ bytes: [UInt8]) -> [UInt8] {
         var out: [UInt8] = [0x78, 0x01]
         var start = 0

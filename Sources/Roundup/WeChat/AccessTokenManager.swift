@@ -1,6 +1,6 @@
 import Foundation
 
-/// Where the access token survives restarts (SPEC §5.11: "cached in memory and SQLite"). The store
+/// Where the access token survives restarts (it is cached in memory and in the database). The store
 /// implements it; `InMemoryAccessTokenCache` serves tests.
 public protocol AccessTokenCache: Sendable {
     func load() async throws -> AccessToken?
@@ -24,7 +24,7 @@ public actor InMemoryAccessTokenCache: AccessTokenCache {
 
 /// The one owner of the access token: cached in memory (and the injected cache), refreshed with
 /// `stable_token` when less than `refreshMargin` remains, with exactly one fetch in flight that
-/// every concurrent caller awaits (wechat.md §7.4, SPEC §5.11).
+/// every concurrent caller awaits.
 public actor AccessTokenManager {
     private let api: any WeChatAPI
     private let appID: String
@@ -81,7 +81,7 @@ public actor AccessTokenManager {
     }
 
     /// Drops the cached token after WeChat refused it (40001/40014/42001), but only if it is still
-    /// the one that failed: a concurrent sender may already have replaced it (wechat.md §7.4).
+    /// the one that failed: a concurrent sender may already have replaced it.
     public func invalidate(ifStill token: String) {
         if current?.value == token {
             current = nil

@@ -4,14 +4,14 @@ import _CryptoExtras
 
 /// The message-push cipher of safe and compatible mode: AES-256-CBC with the IV taken from the key,
 /// PKCS#7 padding to **32** bytes done here, and the plaintext framed as
-/// random(16) ‖ msg_len(4, big-endian) ‖ msg ‖ appid (wechat.md §3.3, §3.4).
+/// random(16) ‖ msg_len(4, big-endian) ‖ msg ‖ appid.
 public struct PushCrypto: Sendable {
-    /// Our AppID; decrypted messages must carry it (wechat.md §3.4).
+    /// Our AppID; decrypted messages must carry it.
     public let appID: String
     private let key: SymmetricKey
     private let iv: [UInt8]
 
-    /// WeChat's padding block: the key length, not the AES block size (wechat.md §3.3, §8.12).
+    /// WeChat's padding block: the key length, not the AES block size.
     static let padBlock = 32
 
     /// Derives the key as base64(EncodingAESKey + "="), which must be 43 characters decoding to 32 bytes.
@@ -26,9 +26,9 @@ public struct PushCrypto: Sendable {
     }
 
     /// The `msg` bytes of an `Encrypt` value, after checking padding, framing and the trailing AppID.
-    /// `.appIDMismatch` is distinct from `.undecryptable` because SPEC §4 answers 401 for it.
+    /// `.appIDMismatch` is distinct from `.undecryptable` because `/wechat/push` answers 401 for it (400 otherwise).
     public func decrypt(_ base64: String) throws(WeChatPushError) -> Data {
-        // Standard alphabet with `=` padding, exactly as in the body; never URL-decoded (wechat.md §3.4).
+        // Standard alphabet with `=` padding, exactly as in the body; never URL-decoded.
         guard let ciphertext = Data(base64Encoded: base64) else { throw .undecryptable("not base64") }
         guard !ciphertext.isEmpty, ciphertext.count % 16 == 0 else {
             throw .undecryptable("ciphertext is not a positive multiple of 16 bytes")
@@ -39,7 +39,7 @@ public struct PushCrypto: Sendable {
         } catch {
             throw .undecryptable("AES-CBC failed")
         }
-        // Strict PKCS#7 to 32: the SDKs' habit of treating a bad pad as zero would accept garbage (wechat.md §3.3).
+        // Strict PKCS#7 to 32: the SDKs' habit of treating a bad pad as zero would accept garbage.
         guard let pad = plain.last.map(Int.init), (1...Self.padBlock).contains(pad), pad <= plain.count,
             plain.suffix(pad).allSatisfy({ Int($0) == pad })
         else { throw .undecryptable("bad padding") }
@@ -56,7 +56,7 @@ public struct PushCrypto: Sendable {
     }
 
     /// The `Encrypt` value for `plaintext` under our key and AppID. `random` (16 bytes) is for
-    /// deterministic tests; by default it comes from the system CSPRNG (wechat.md §3.4).
+    /// deterministic tests; by default it comes from the system CSPRNG.
     public func encrypt(_ plaintext: Data, random: [UInt8]? = nil) -> String {
         let prefix: [UInt8]
         if let random {

@@ -5,8 +5,8 @@ import FoundationXML
 #endif
 
 /// A push body as a loose tree, the same for JSON and XML: scalars keep their text (JSON numbers
-/// keep their exact digits, so a 64-bit MsgID never passes through a Double, wechat.md §8.9),
-/// objects keep repeated keys (XML repeats `<List>`, wechat.md §4.2).
+/// keep their exact digits, so a 64-bit MsgID never passes through a Double),
+/// objects keep repeated keys (XML repeats `<List>`).
 indirect enum PushValue: Sendable, Equatable {
     case scalar(String)
     case object([(String, PushValue)])
@@ -40,14 +40,14 @@ indirect enum PushValue: Sendable, Equatable {
     }
 }
 
-/// The two body formats a push can use; everything inside `Encrypt` uses the outer one (wechat.md §1).
+/// The two body formats a push can use; everything inside `Encrypt` uses the outer one.
 enum PushFormat: Sendable, Equatable {
     case json
     case xml
 }
 
 /// Parses push bodies. The format is sniffed from the first non-blank byte, since which
-/// Content-Type WeChat sends is unverified (wechat.md §3.2).
+/// Content-Type WeChat sends is unverified.
 enum PushDocument {
     /// The format of `body`: `{` is JSON, `<` is XML, anything else is malformed.
     static func sniff(_ body: Data) throws(WeChatPushError) -> PushFormat {
@@ -127,7 +127,7 @@ enum PushDocument {
 
     // MARK: XML
 
-    /// An XML body, refusing any DOCTYPE before the parser sees it (wechat.md §8.14) and never
+    /// An XML body, refusing any DOCTYPE before the parser sees it and never
     /// resolving external entities.
     static func parseXML(_ body: Data) throws(WeChatPushError) -> PushValue {
         try refuseDoctype(body)

@@ -1,6 +1,6 @@
 import Foundation
 
-/// One `subscribeMessage.send` body (wechat.md §6.1). `data` keeps config order so the body shown
+/// One `subscribeMessage.send` body. `data` keeps config order so the body shown
 /// by `roundup show` is byte-for-byte what is sent.
 public struct SubscribeMessage: Sendable, Equatable {
     /// One keyword: `"thing1": {"value": "…"}`.
@@ -19,7 +19,7 @@ public struct SubscribeMessage: Sendable, Equatable {
     public var templateID: String
     /// Opened when the card is tapped; omitted from the body when nil or empty.
     public var page: String?
-    /// `developer`, `trial` or `formal`; always sent, though old docs call it optional (wechat.md §6.1).
+    /// `developer`, `trial` or `formal`; always sent, though old docs call it optional.
     public var miniprogramState: String
     /// `zh_CN`, `en_US`, `zh_HK` or `zh_TW`; always sent.
     public var lang: String
@@ -37,7 +37,7 @@ public struct SubscribeMessage: Sendable, Equatable {
         self.data = data
     }
 
-    /// The body as JSON: `data` a nested object (never a JSON string, wechat.md §8.7), keys in a fixed order.
+    /// The body as JSON: `data` a nested object (never a JSON string), keys in a fixed order.
     public var json: JSONValue {
         var pairs: [(String, JSONValue)] = [("touser", .string(touser)), ("template_id", .string(templateID))]
         if let page, !page.isEmpty { pairs.append(("page", .string(page))) }
@@ -51,11 +51,11 @@ public struct SubscribeMessage: Sendable, Equatable {
     public var body: Data { Data(json.serialized.utf8) }
 }
 
-/// What became of one send, typed by the action SPEC §5.8 takes for it.
+/// What became of one send, typed by the action Roundup takes for it (docs/operations.md, WeChat errcodes).
 public enum SendOutcome: Sendable, Equatable {
-    /// errcode 0: accepted; `msgid` (exact decimal text) when WeChat returned one (wechat.md §6.3).
+    /// errcode 0: accepted; `msgid` (exact decimal text) when WeChat returned one.
     case sent(msgid: String?)
-    /// 43101: no credit left for this template; not an error worth paging anyone (wechat.md §8.10).
+    /// 43101: no credit left for this template; not an error worth paging anyone.
     case noCredit
     /// 40001, 40014, 42001: the token is stale; invalidate it if still cached, refetch, retry once.
     case tokenInvalid(errcode: Int64)
@@ -71,14 +71,14 @@ public enum SendOutcome: Sendable, Equatable {
     /// 40003, 45168, 47003 and any other errcode: this digest cannot be sent as it is.
     case contentError(errcode: Int64, errmsg: String)
 
-    /// errcodes that mean the access token is stale (wechat.md §7.4).
+    /// errcodes that mean the access token is stale.
     public static let tokenErrcodes: Set<Int64> = [40001, 40014, 42001]
-    /// errcodes worth retrying later (SPEC §5.8).
+    /// errcodes worth retrying later.
     public static let retryableErrcodes: Set<Int64> = [-1, 43108, 45011]
-    /// errcodes that pause a template (SPEC §5.8).
+    /// errcodes that pause a template.
     public static let configErrcodes: Set<Int64> = [40037, 41030, 43107, 48001]
 
-    /// The outcome of a `{"errcode":…,"errmsg":…}` answer (SPEC §5.8, wechat.md §6.4).
+    /// The outcome of a `{"errcode":…,"errmsg":…}` answer.
     public static func classify(errcode: Int64, errmsg: String, msgid: String?) -> SendOutcome {
         switch errcode {
         case 0: return .sent(msgid: msgid)

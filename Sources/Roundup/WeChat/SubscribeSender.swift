@@ -1,4 +1,4 @@
-/// Sends subscribe messages the way SPEC §5.8 requires: with the shared token, retrying once
+/// Sends subscribe messages as docs/operations.md describes: with the shared token, retrying once
 /// after a stale-token answer, and never two sends to one openid at the same time (43108).
 public struct SubscribeSender: Sendable {
     public let api: any WeChatAPI
@@ -14,7 +14,7 @@ public struct SubscribeSender: Sendable {
     /// Makes sure a token is at hand before a digest is committed as `sending`. Nil when one is;
     /// otherwise the outcome a send would have had, reached without calling WeChat. Fetching the
     /// token first means a failed fetch, or a crash during it, leaves the digest `open` to be
-    /// retried instead of `in_doubt` (SPEC §5.9: only a send that may have reached WeChat is in doubt).
+    /// retried instead of `in_doubt` (only a send that may have reached WeChat is in doubt).
     public func prepare() async -> SendOutcome? {
         do {
             _ = try await tokens.token()
@@ -25,7 +25,7 @@ public struct SubscribeSender: Sendable {
     }
 
     /// Sends one message and classifies the result. On 40001/40014/42001 it invalidates the failing
-    /// token if it is still cached, gets a token again and retries exactly once (wechat.md §7.4).
+    /// token if it is still cached, gets a token again and retries exactly once.
     public func send(_ message: SubscribeMessage) async -> SendOutcome {
         await serializer.acquire(message.touser)
         let outcome = await sendSerialized(message)
@@ -66,7 +66,7 @@ public struct SubscribeSender: Sendable {
 }
 
 /// Per-openid mutual exclusion with a FIFO wait queue: WeChat answers 43108 to concurrent sends
-/// to one user (wechat.md §6.4), so a second send to an openid waits for the first to finish.
+/// to one user, so a second send to an openid waits for the first to finish.
 public actor OpenIDSerializer {
     private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
 

@@ -1,19 +1,19 @@
 import Foundation
 
-/// The two WeChat server APIs Roundup calls; a protocol because the real thing is remote (STYLE.md
-/// "Seams follow cost"). `WeChatAPIClient` is the real one; tests and the demo point it at
+/// The two WeChat server APIs Roundup calls; a protocol because the real thing is remote, so tests
+/// can stand in for it. `WeChatAPIClient` is the real one; tests and the demo point it at
 /// `FakeWeChatServer`, or substitute their own.
 public protocol WeChatAPI: Sendable {
-    /// `POST /cgi-bin/stable_token` in normal mode, never `force_refresh` (wechat.md §7.2, SPEC §5.11).
+    /// `POST /cgi-bin/stable_token` in normal mode, never `force_refresh`.
     func stableToken(appID: String, secret: String) async throws(WeChatAPIError) -> AccessTokenGrant
-    /// `POST /cgi-bin/message/subscribe/send`, classified per SPEC §5.8. Never throws: every failure is an outcome.
+    /// `POST /cgi-bin/message/subscribe/send`, classified by what Roundup does next. Never throws: every failure is an outcome.
     func sendSubscribeMessage(_ message: SubscribeMessage, accessToken: String) async -> SendOutcome
 }
 
 /// A token as `stable_token` returns it: the value and its remaining lifetime in seconds.
 public struct AccessTokenGrant: Sendable, Equatable {
     public var accessToken: String
-    /// Seconds left; stable tokens always have at least 300 (wechat.md §7.2).
+    /// Seconds left; stable tokens always have at least 300.
     public var expiresIn: Int64
 
     public init(accessToken: String, expiresIn: Int64) {
@@ -35,7 +35,7 @@ public struct AccessToken: Sendable, Equatable, Codable {
 
 /// Why a token could not be had.
 public enum WeChatAPIError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// WeChat answered with an errcode (wechat.md §7.2: 40013 appid, 40125 secret, 40164 IP whitelist, …).
+    /// WeChat answered with an errcode (e.g. 40013 appid, 40125 secret, 40164 IP whitelist, …).
     case errcode(Int64, String)
     /// The request did not complete (connection, timeout, HTTP status).
     case transport(String)

@@ -4,7 +4,7 @@ import NIOCore
 import Synchronization
 
 /// The real WeChat API client over AsyncHTTPClient: every request has a deadline and every body is
-/// collected (STYLE.md gotchas).
+/// collected or drained.
 ///
 /// ## Configuration keys
 /// - `wechat.api_base_url`: `baseURL` (default `https://api.weixin.qq.com`; the demo and tests use the fake).
@@ -105,7 +105,7 @@ public struct WeChatAPIClient: WeChatAPI {
 
     /// A failed exchange: before the request head was written WeChat cannot have acted, so it is
     /// retryable (connect timeout, refused, pool timeout, deadline while queued); after, it is in
-    /// doubt (read timeout, reset, deadline while waiting for the answer) (SPEC §5.8, STYLE.md).
+    /// doubt (read timeout, reset, deadline while waiting for the answer).
     static func transportOutcome(_ error: any Error, requestWritten: Bool) -> SendOutcome {
         let description = describe(error)
         guard requestWritten else {

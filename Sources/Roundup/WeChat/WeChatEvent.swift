@@ -1,7 +1,7 @@
 import Foundation
 
 /// A verified message push, reduced to what Roundup acts on: the three subscribe-message events
-/// (wechat.md §4) and everything else by name.
+/// and everything else by name.
 public enum WeChatEvent: Sendable, Equatable {
     /// `subscribe_msg_popup_event`: the user answered `wx.requestSubscribeMessage`.
     case subscribePopup(SubscriptionEvent)
@@ -28,8 +28,8 @@ public enum WeChatEvent: Sendable, Equatable {
     }
 
     /// The idempotency key of one item: FromUserName|CreateTime|Event|template. WeChat re-sends a
-    /// push it got no answer to within 5 s, and the same key must be applied once (SPEC §5.10,
-    /// wechat.md §3.5). Nil for events Roundup does not apply.
+    /// push it got no answer to within 5 s, and the same key must be applied once. Nil for events
+    /// Roundup does not apply.
     public func eventKey(templateID: String) -> String? {
         switch self {
         case .subscribePopup(let e), .subscribeChange(let e):
@@ -42,7 +42,7 @@ public enum WeChatEvent: Sendable, Equatable {
     }
 }
 
-/// A popup or change event: one user's answer for one or more templates (wechat.md §4.2–§4.4).
+/// A popup or change event: one user's answer for one or more templates.
 public struct SubscriptionEvent: Sendable, Equatable {
     /// The mini program's original ID (`ToUserName`, `gh_…`).
     public var toUser: String
@@ -55,7 +55,7 @@ public struct SubscriptionEvent: Sendable, Equatable {
     /// One template's answer.
     public struct Item: Sendable, Equatable {
         public var templateID: String
-        /// `SubscribeStatusString`: `accept`, `reject`, perhaps `ban`/`filter`/`acceptWith…` (wechat.md §4.4).
+        /// `SubscribeStatusString`: `accept`, `reject`, perhaps `ban`/`filter`/`acceptWith…`.
         public var status: String
 
         public init(templateID: String, status: String) {
@@ -63,7 +63,7 @@ public struct SubscriptionEvent: Sendable, Equatable {
             self.status = status
         }
 
-        /// Any status starting with `accept` grants; anything else does not (wechat.md §4.4, SPEC §5.10).
+        /// Any status starting with `accept` grants; anything else does not.
         public var isAccept: Bool { status.hasPrefix("accept") }
     }
 
@@ -75,7 +75,7 @@ public struct SubscriptionEvent: Sendable, Equatable {
     }
 }
 
-/// A sent event: the delivery result of earlier sends, keyed by MsgID (wechat.md §4.2, §4.4).
+/// A sent event: the delivery result of earlier sends, keyed by MsgID.
 public struct SentEvent: Sendable, Equatable {
     public var toUser: String
     public var openid: String
@@ -85,7 +85,7 @@ public struct SentEvent: Sendable, Equatable {
     /// One message's result.
     public struct Item: Sendable, Equatable {
         public var templateID: String
-        /// `MsgID` as exact decimal text; it exceeds 2^53 (wechat.md §8.9).
+        /// `MsgID` as exact decimal text; it exceeds 2^53.
         public var msgID: String
         /// `ErrorCode`: 0 is success; failure values are undocumented.
         public var errorCode: Int64
@@ -110,7 +110,7 @@ public struct SentEvent: Sendable, Equatable {
 
 extension WeChatEvent {
     /// Reads an event from a parsed push document, leniently: `List` as an object or an array, at
-    /// the top level or under the event's wrapper; numbers as strings or numbers (wechat.md §4.3, §8).
+    /// the top level or under the event's wrapper; numbers as strings or numbers.
     static func decode(_ document: PushValue) throws(WeChatPushError) -> WeChatEvent {
         let msgType = document["MsgType"]?.text
         let event = document["Event"]?.text
@@ -163,7 +163,7 @@ extension WeChatEvent {
         return id
     }
 
-    /// The items of `List`: top-level first (JSON has no wrapper, wechat.md §8.2), else under the
+    /// The items of `List`: top-level first (JSON has no wrapper), else under the
     /// wrapper element (XML, and the older wrapped JSON). Objects and arrays are both normalised.
     private static func listItems(_ document: PushValue, wrapper: String) throws(WeChatPushError) -> [PushValue] {
         var lists = document.values("List")
@@ -195,7 +195,7 @@ extension WeChatEvent {
         Int64(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
-    /// A non-negative decimal integer kept as text (MsgID never becomes a Double, wechat.md §8.9).
+    /// A non-negative decimal integer kept as text (MsgID never becomes a Double).
     static func decimalText(_ text: String) -> String? {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty, trimmed.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }

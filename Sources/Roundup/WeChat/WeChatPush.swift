@@ -1,6 +1,6 @@
 import Foundation
 
-/// The query parameters of a message push or server check (wechat.md §2, §3.1).
+/// The query parameters of a message push or server check.
 public struct PushQuery: Sendable, Equatable {
     public var signature: String?
     public var timestamp: String?
@@ -43,12 +43,12 @@ public struct PushQuery: Sendable, Equatable {
 }
 
 /// Checks that a push really comes from WeChat and turns it into a `WeChatEvent`: the server-side
-/// half of `/wechat/push` with no HTTP in it (SPEC §4, wechat.md §3.1).
+/// half of `/wechat/push` with no HTTP in it.
 ///
 /// Plaintext mode: `signature` is verified before the body is parsed. Compatible and safe mode
 /// (`encrypt_type=aes`): `msg_signature` over the body's `Encrypt` is verified, then decrypted,
 /// and only the decrypted document is read; the plaintext copies compatible mode sends beside it
-/// are unauthenticated and ignored. `signature`, always sent, is checked too when present (wechat.md §8.5).
+/// are unauthenticated and ignored. `signature`, always sent, is checked too when present.
 public struct WeChatPushVerifier: Sendable {
     /// `wechat.push_token`.
     public let token: String
@@ -67,7 +67,7 @@ public struct WeChatPushVerifier: Sendable {
         self.init(token: settings.pushToken, crypto: crypto)
     }
 
-    /// The GET server check: `signature` over (token, timestamp, nonce); the caller echoes `echostr` (wechat.md §2).
+    /// The GET server check: `signature` over (token, timestamp, nonce); the caller echoes `echostr`.
     public func verifyServerCheck(_ query: PushQuery) throws(WeChatPushError) {
         try checkSignature(query)
     }

@@ -1,11 +1,11 @@
-/// Why a message push (or the GET server check) was refused; `httpStatus` is the answer SPEC §4
+/// Why a message push (or the GET server check) was refused; `httpStatus` is the answer `/wechat/push`
 /// gives for it: 401 when the sender is not proven to be WeChat, 400 when the body is unusable.
 public enum WeChatPushError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// `signature` or `msg_signature` does not match (wechat.md §2, §3.1).
+    /// `signature` or `msg_signature` does not match.
     case badSignature
     /// A query parameter needed to check the signature is absent.
     case missingParameter(String)
-    /// The ciphertext decrypted, but for another mini program's AppID (wechat.md §3.4, §8.13).
+    /// The ciphertext decrypted, but for another mini program's AppID.
     case appIDMismatch
     /// `encrypt_type=aes` arrived but no `wechat.encoding_aes_key` is configured, so it cannot be read.
     case encryptionNotConfigured
@@ -13,14 +13,14 @@ public enum WeChatPushError: Error, Sendable, Equatable, CustomStringConvertible
     case undecryptable(String)
     /// The body is not a JSON object or an XML document of the expected shape.
     case malformed(String)
-    /// The XML body declares a DOCTYPE, which is refused before parsing (wechat.md §8.14).
+    /// The XML body declares a DOCTYPE, which is refused before parsing.
     case doctypeRefused
-    /// `wechat.encoding_aes_key` is not 43 base64 characters decoding to 32 bytes (wechat.md §3.3).
+    /// `wechat.encoding_aes_key` is not 43 base64 characters decoding to 32 bytes.
     case invalidEncodingAESKey
-    /// No `wechat.push_token` is configured, so no signature can be trusted (SPEC §5.15).
+    /// No `wechat.push_token` is configured, so no signature can be trusted.
     case notConfigured
 
-    /// The HTTP status `/wechat/push` answers with for this error (SPEC §4, §5.15).
+    /// The HTTP status `/wechat/push` answers with for this error.
     public var httpStatus: Int {
         switch self {
         case .badSignature, .missingParameter, .appIDMismatch: return 401

@@ -7,7 +7,7 @@ import FoundationNetworking
 
 @testable import Roundup
 
-/// Crash safety with the real `roundup serve` binary (SPEC §5.2, §5.9, §5.14): SIGKILL at
+/// Crash safety with the real `roundup serve` binary: SIGKILL at
 /// seeded random points — mid-ingest, mid-flush, mid-token-fetch — then a restart on the same
 /// database. The fake WeChat and IM servers run in the test process and outlive the kills, so
 /// their counters see every run. Set `ROUNDUP_CRASH_SEED` to replay a printed seed.
@@ -188,7 +188,7 @@ struct CrashSafetyTests {
             #expect(all.count == users)
             let inDoubt = all.filter { $0.state == .inDoubt }.map(\.imUserID)
             // A digest whose WeChat call never started (it waited for the token) was not in doubt:
-            // nothing reached WeChat, so it must be sent, not parked as in_doubt (SPEC §5.8, §5.9).
+            // nothing reached WeChat, so it must be sent, not parked as in_doubt.
             #expect(inDoubt == [], """
                 \(inDoubt.count) digest(s) were marked `sending` before the engine had an access token, so the kill during \
                 the token fetch left them in_doubt and they were never sent (the sender marked `sending` before \

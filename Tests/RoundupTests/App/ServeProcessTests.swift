@@ -3,7 +3,7 @@ import Testing
 
 @testable import Roundup
 
-/// `roundup serve` as a real process (SPEC §5.9): one owner per database, a stale lease taken
+/// `roundup serve` as a real process: one owner per database, a stale lease taken
 /// over after SIGKILL, CLI commands beside it, graceful SIGTERM.
 @Suite("roundup serve process", .serialized)
 struct ServeProcessTests {
@@ -73,7 +73,7 @@ struct ConfigReloadTests {
 import FoundationNetworking
 #endif
 
-/// SPEC §3, §5.13 and issue 8: no secret, access token, UserSig or message text in a full run's
+/// Privacy and issue 8: no secret, access token, UserSig or message text in a full run's
 /// output (trace level), its error bodies, `config check` or `/metrics`.
 @Suite("Secrets stay out of logs", .serialized)
 struct SecretsInLogsTests {

@@ -3,7 +3,7 @@ import Testing
 
 @testable import Roundup
 
-/// The digest commands (SPEC §7) run as the built binary against a database prepared with the
+/// The digest commands run as the built binary against a database prepared with the
 /// store API in a temporary folder, where `./roundup.yaml` and the default database path land.
 @Suite("roundup CLI: digests")
 struct DigestCLITests {

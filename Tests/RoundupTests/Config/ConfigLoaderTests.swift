@@ -16,7 +16,7 @@ struct ConfigLoaderTests {
         }
     }
 
-    @Test("no file gives the SPEC §2 defaults: SQLite under ./roundup-data, 127.0.0.1:8080, dry-run")
+    @Test("no file gives the built-in defaults: SQLite under ./roundup-data, 127.0.0.1:8080, dry-run")
     func defaults() throws {
         let loaded = try TestSupport.loader().load(yaml: "")
         let c = loaded.config

@@ -5,7 +5,7 @@ import Testing
 
 @testable import Roundup
 
-/// `roundup demo` (SPEC §2): the built-in trace, the replay driven by a manual clock so its counts
+/// `roundup demo`: the built-in trace, the replay driven by a manual clock so its counts
 /// are exact, and the command run as a subprocess.
 @Suite("Demo")
 struct DemoTests {

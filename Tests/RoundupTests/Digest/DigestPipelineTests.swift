@@ -4,7 +4,7 @@ import Testing
 
 @testable import Roundup
 
-/// The send path end to end (SPEC §5.6–5.9): signed IM callbacks in over loopback HTTP, the pipeline
+/// The send path end to end: signed IM callbacks in over loopback HTTP, the pipeline
 /// driven by a manual clock, fake WeChat and IM REST servers on 127.0.0.1.
 @Suite("Digest pipeline: scheduler, sender and housekeeper")
 struct DigestPipelineTests {

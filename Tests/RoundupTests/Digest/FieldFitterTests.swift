@@ -239,7 +239,7 @@ struct FieldFitterTests {
         return out
     }
 
-    /// The rules a fitted value must keep, whatever the input (SPEC §6, wechat.md §6.2).
+    /// The rules a fitted value must keep, whatever the input.
     static func checkRules(_ out: String, input: String, type: KeywordType) {
         let scalars = Array(out.unicodeScalars)
         let context = Comment(rawValue: "\(type.rawValue): \(input.debugDescription) → \(out.debugDescription)")

@@ -4,7 +4,7 @@ import Testing
 
 @testable import Roundup
 
-/// Group fan-out after the answer (SPEC §5.3) against the fake IM REST server on loopback.
+/// Group fan-out after the answer against the fake IM REST server on loopback.
 @Suite("Group fan-out")
 struct GroupFanoutTests {
     static let members: [IMGroupMember] = [

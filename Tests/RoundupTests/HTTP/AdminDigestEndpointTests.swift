@@ -7,7 +7,7 @@ import Testing
 
 @testable import Roundup
 
-/// `GET /admin/digests` and `POST /admin/digests/{id}/flush` (SPEC §4) on a router of their own.
+/// `GET /admin/digests` and `POST /admin/digests/{id}/flush` on a router of their own.
 @Suite("Admin API: digests")
 struct AdminDigestEndpointTests {
     static let token = "admin-secret-token"

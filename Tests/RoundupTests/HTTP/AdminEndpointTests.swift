@@ -6,7 +6,7 @@ import Testing
 
 @testable import Roundup
 
-/// `/admin/*` over loopback HTTP (SPEC §4).
+/// `/admin/*` over loopback HTTP.
 @Suite("Admin API")
 struct AdminEndpointTests {
     static let token = "admin-secret-token"

@@ -3,7 +3,7 @@ import Testing
 
 @testable import Roundup
 
-/// `POST /im/callback` over loopback HTTP against the running service (SPEC §4, §5.1–5.5).
+/// `POST /im/callback` over loopback HTTP against the running service.
 @Suite("IM callback endpoint")
 struct IMCallbackEndpointTests {
     static let ok = #"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}"#

@@ -6,7 +6,7 @@ import Testing
 
 @testable import Roundup
 
-/// A replayed push or callback changes nothing (issue 8; SPEC §4, §5.2, §5.10): IM callbacks by
+/// A replayed push or callback changes nothing (issue 8): IM callbacks by
 /// `MsgKey` (groups: `GroupId`+`MsgSeq`), the `EventTime` guard and IM's ±60 s `RequestTime`
 /// window; WeChat pushes by event key (FromUserName, CreateTime, Event, template), whatever
 /// timestamp and nonce they are re-sent with; admin credit grants by `idempotency_key`.

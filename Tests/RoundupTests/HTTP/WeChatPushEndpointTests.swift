@@ -4,7 +4,7 @@ import Testing
 
 @testable import Roundup
 
-/// `/wechat/push` over loopback HTTP (SPEC §4, §5.10, §5.15), driven by the protocol doc's vectors.
+/// `/wechat/push` over loopback HTTP, driven by WeChat's published test vectors.
 @Suite("WeChat push endpoint")
 struct WeChatPushEndpointTests {
     static let template = "BDcgTGpwt7fcRVFhGh-NvjcASaWWmkwzN3y_6mXzJR4"

@@ -9,7 +9,7 @@ import Foundation
 enum HostileOracles {
     // MARK: - IM callbacks
 
-    /// Line breaks and tabs, which a one-line summary must not keep (SPEC §6).
+    /// Line breaks and tabs, which a one-line summary must not keep.
     static let breakScalars: Set<UInt32> = [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x85, 0x2028, 0x2029]
 
     /// `IMCallback.decode` on any body: the error names the right cause, and a decoded callback has
@@ -78,7 +78,7 @@ enum HostileOracles {
     }
 
     /// A message summary is one non-empty line, and fitting it to any keyword type respects that
-    /// type's length limit and drops control characters (SPEC §6).
+    /// type's length limit and drops control characters.
     static func summary(_ text: String) -> [String] {
         var problems: [String] = []
         if text.isEmpty { problems.append("a message summary is empty") }
@@ -356,7 +356,7 @@ enum HostileOracles {
         }
     }
 
-    /// A decoded event has what its handler needs (SPEC §5.10).
+    /// A decoded event has what its handler needs.
     static func event(_ event: WeChatEvent) -> [String] {
         var problems: [String] = []
         switch event {
@@ -600,7 +600,7 @@ enum HostileOracles {
     }
 
     /// `users import` through the store: either every row is applied exactly or nothing changes,
-    /// and a refusal names its lines (SPEC §7).
+    /// and a refusal names its lines.
     static func rosterImport(_ text: String, operator op: RosterOperator) -> [String] {
         var problems: [String] = []
         let lineCount = text.unicodeScalars.reduce(1) { $0 + ($1 == "\n" ? 1 : 0) }

@@ -3,7 +3,7 @@ import Testing
 
 @testable import Roundup
 
-/// How the operator's views show times (SPEC §7 human output).
+/// How the operator's views show times (human output).
 @Suite("Operator times")
 struct OperatorTimeTests {
     /// 2025-03-04 08:00:00 UTC = 16:00 in Shanghai.

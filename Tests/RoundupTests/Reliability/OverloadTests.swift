@@ -9,7 +9,7 @@ import FoundationNetworking
 
 @testable import Roundup
 
-/// SPEC §5.14: when messages cannot be committed in time, every callback is still answered
+/// Overload: when messages cannot be committed in time, every callback is still answered
 /// within IM's 2 s budget, the loss is counted and logged as `shed`, the queue stays bounded, and
 /// ingest recovers as soon as the database can be written again.
 ///

@@ -181,7 +181,7 @@ struct StoreTests {
         #expect(sql?.contains(Schema.allowedTransitionsSQL) == true)
     }
 
-    @Test("states and reasons are spelled as SPEC §1, and a reason must match its state")
+    @Test("states and reasons are spelled as documented, and a reason must match its state")
     func reasons() throws {
         let store = try RoundupStore.inMemory()
         let id = try store.openDigest(for: "u", windowStart: t0, dueAt: t0, now: t0)

@@ -59,7 +59,7 @@ struct ServiceHarness {
     }
 }
 
-/// JSON bodies of the callbacks, in the shapes of tencent-im.md.
+/// JSON bodies of the callbacks, in the shapes Tencent IM sends.
 enum Callbacks {
     static func c2c(
         from: String, to: String, key: String, text: String = "请明天带作业本", msgTime: Int64 = 1_741_075_200, result: Int = 0,

@@ -279,7 +279,7 @@ struct IMCallbackDecodingTests {
         #expect(IMStateAction("CustomStatusChange") == .other("CustomStatusChange"))
     }
 
-    @Test("the handled commands are exactly the six of SPEC §4")
+    @Test("the handled commands are exactly the six documented ones")
     func commands() {
         #expect(IMCallbackCommand.allCases.count == 6)
         #expect(IMCallbackCommand(rawValue: "C2C.CallbackAfterMsgWithDraw") == .withdraw)

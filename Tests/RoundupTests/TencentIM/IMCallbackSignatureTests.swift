@@ -10,7 +10,7 @@ struct IMCallbackSignatureTests {
     static func at(_ seconds: Double) -> Date { Date(timeIntervalSince1970: seconds) }
 
     @Test(
-        "Sign is sha256 of token then RequestTime, lowercase hex (tencent-im.md §1.2 vectors)",
+        "Sign is sha256 of token then RequestTime, lowercase hex (IM's documented vectors)",
         arguments: [
             ("xxxxyyyy", "1669872112", "17773bc39a671d7b9aa835458704d2a6db81360a5940292b587d6d760d484061"),
             ("my-im-callback-token", "1700000000", "c299d2f4cb021e6b1bfdb8c8d0b0127e9eaa4a9acbe9af7db1bb6e1a424408ab"),

@@ -6,7 +6,7 @@ import Testing
 @Suite("Message summaries")
 struct MessageSummaryTests {
     @Test(
-        "each element kind has the SPEC §6 summary",
+        "each element kind has its documented summary",
         arguments: [
             (IMMessageElement.text("你好，张老师"), "你好，张老师"),
             (.image, "[图片]"),

@@ -5,7 +5,7 @@ import Testing
 
 @Suite("UserSig (TLSSigAPIv2)")
 struct UserSigTests {
-    /// The sample key of the official libraries, used as text (tencent-im.md §9.3).
+    /// The sample key of the official libraries, used as text.
     static let sampleKey = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
     static let vectorA =
         "eJyrVgrxCdYrSy1SslIy0jNQ0gHzM1NS80oy0zLBwjDB4pTsxIKCzBQlK0MTAyiAyKRWFGQWpQLFTU1NjeCiJZm5YDEzS0tDAyOYaHFmOtBM54KsUqeUwGLLqPK8UndHryCL-Lx8-1RPy7Ty1AijMk9f30hLk0x-r3CvSFulWgAPYy*9"
@@ -89,7 +89,7 @@ struct UserSigTests {
         #expect(try UserSig.decode(userSig).signature == "LvA7d/Iw7gSsnskvVzBDPOCCDbuNCw4GHwTC0bip+B4=")
     }
 
-    @Test("the admin example's TLS.sig (tencent-im.md §9.3)")
+    @Test("the admin example's TLS.sig (identifier administrator, expire 86400)")
     func adminExample() throws {
         let sig = UserSig.signature(
             sdkAppID: 1_400_000_000, key: Self.sampleKey, identifier: "administrator", expire: 86_400, time: 1_700_000_000)

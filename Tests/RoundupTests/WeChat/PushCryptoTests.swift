@@ -16,7 +16,7 @@ struct PushCryptoTests {
                 ciphertext, using: SymmetricKey(data: keyBytes), iv: AES._CBC.IV(ivBytes: keyBytes.prefix(16)), noPadding: true))
     }
 
-    @Test("§3.7: the official request decrypts (pad 19, msg_len 167, random, appid)")
+    @Test("the official safe-mode request decrypts (pad 19, msg_len 167, random, appid)")
     func officialRequest() throws {
         typealias V = WeChatVectors.Official
         let raw = try rawPlaintext(V.requestEncrypt, key: V.key)
@@ -30,7 +30,7 @@ struct PushCryptoTests {
         #expect(String(decoding: msg, as: UTF8.self) == V.requestMsg)
     }
 
-    @Test("§3.7: the official reply encrypts to the exact ciphertext with the fixed random")
+    @Test("the official safe-mode reply encrypts to the exact ciphertext with the fixed random")
     func officialReply() throws {
         typealias V = WeChatVectors.Official
         let crypto = try PushCrypto(encodingAESKey: V.key, appID: V.appID)
@@ -41,7 +41,7 @@ struct PushCryptoTests {
                 == "1b9339964ed2e271e7c7b6ff2b0ef902fc94dea1")
     }
 
-    @Test("§3.8(a): Tencent's sample decrypts (pad 2, msg_len 280)")
+    @Test("sample A: Tencent's sample decrypts (pad 2, msg_len 280)")
     func sampleA() throws {
         typealias V = WeChatVectors.SampleA
         let raw = try rawPlaintext(V.encrypt, key: V.key)
@@ -53,7 +53,7 @@ struct PushCryptoTests {
         #expect(String(decoding: msg, as: UTF8.self) == V.msg)
     }
 
-    @Test("§3.8(b): multibyte text encrypts deterministically; msg_len counts bytes")
+    @Test("sample B: multibyte text encrypts deterministically; msg_len counts bytes")
     func sampleB() throws {
         typealias V = WeChatVectors.SampleB
         let crypto = try PushCrypto(encodingAESKey: V.key, appID: V.appID)
@@ -64,7 +64,7 @@ struct PushCryptoTests {
         #expect(String(decoding: try crypto.decrypt(encrypt), as: UTF8.self) == V.plaintext)
     }
 
-    @Test("§3.8(c): EasyWeChat's vector decrypts (pad 21, msg_len 293)")
+    @Test("sample C: EasyWeChat's vector decrypts (pad 21, msg_len 293)")
     func sampleC() throws {
         typealias V = WeChatVectors.SampleC
         let raw = try rawPlaintext(V.encrypt, key: V.key)
@@ -75,7 +75,7 @@ struct PushCryptoTests {
         #expect(String(decoding: msg, as: UTF8.self) == V.msg)
     }
 
-    @Test("§3.8(d): wechatpy's vector decrypts, and its reply encrypts and signs exactly")
+    @Test("sample D: wechatpy's vector decrypts, and its reply encrypts and signs exactly")
     func sampleD() throws {
         typealias V = WeChatVectors.SampleD
         let crypto = try PushCrypto(encodingAESKey: V.key, appID: V.appID)

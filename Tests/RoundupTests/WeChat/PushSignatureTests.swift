@@ -2,9 +2,9 @@ import Testing
 
 @testable import Roundup
 
-/// The real vectors of wechat.md §2, §3.7 and §3.8.
+/// Real vectors: WeChat's official mini-program examples, and samples A–D from public SDKs.
 enum WeChatVectors {
-    /// §3.7: the official mini-program safe-mode example.
+    /// The official mini-program safe-mode example.
     enum Official {
         static let token = "AAAAA"
         static let key = String(repeating: "A", count: 43)
@@ -17,7 +17,7 @@ enum WeChatVectors {
             "ELGduP2YcVatjqIS+eZbp80MNLoAUWvzzyJxgGzxZO/5sAvd070Bs6qrLARC9nVHm48Y4hyRbtzve1L32tmxSQ=="
     }
 
-    /// §3.8 (a): Tencent's WXBizMsgCrypt sample.
+    /// Sample A: Tencent's WXBizMsgCrypt sample.
     enum SampleA {
         static let token = "spamtest"
         static let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -32,7 +32,7 @@ enum WeChatVectors {
             "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>\n<FromUserName><![CDATA[oyORnuP8q7ou2gfYjqLzSIWZf0rs]]></FromUserName>\n<CreateTime>1409735668</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[abcdteT]]></Content>\n<MsgId>6054768590064713728</MsgId>\n</xml>"
     }
 
-    /// §3.8 (b): WxJava's deterministic encryption of multibyte text.
+    /// Sample B: WxJava's deterministic encryption of multibyte text.
     enum SampleB {
         static let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
         static let appID = "wxb11529c136998cb6"
@@ -41,7 +41,7 @@ enum WeChatVectors {
         static let encrypt = "jn1L23DB+6ELqJ+6bruv21Y6MD7KeIfP82D6gU39rmkgczbWwt5+3bnyg5K55bgVtVzd832WzZGMhkP72vVOfg=="
     }
 
-    /// §3.8 (c): EasyWeChat's decrypt vector, pad 21.
+    /// Sample C: EasyWeChat's decrypt vector, pad 21.
     enum SampleC {
         static let token = "pamtest"
         static let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -55,7 +55,7 @@ enum WeChatVectors {
             "<xml><URL><![CDATA[http://wechat.laravel.so/server]]></URL><ToUserName><![CDATA[asdasdasd]]></ToUserName><FromUserName><![CDATA[asdasdasdsadasd]]></FromUserName><CreateTime>1234567898</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello]]></Content><MsgId>12345</MsgId></xml>"
     }
 
-    /// §3.8 (d): wechatpy's WeCom-flavoured decrypt and deterministic encrypt-and-sign.
+    /// Sample D: wechatpy's WeCom-flavoured decrypt and deterministic encrypt-and-sign.
     enum SampleD {
         static let token = "123456"
         static let key = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
@@ -89,37 +89,37 @@ struct PushSignatureTests {
 
     static let vectors: [Vector] = [
         .init(
-            name: "§2 GET server check", token: "AAAAA", timestamp: "1714036504", nonce: "1514711492", encrypt: nil,
+            name: "official GET server check", token: "AAAAA", timestamp: "1714036504", nonce: "1514711492", encrypt: nil,
             expected: "f464b24fc39322e44b38aa78f5edd27bd1441696"),
         .init(
-            name: "§3.7 plaintext push", token: "AAAAA", timestamp: "1714037059", nonce: "486452656", encrypt: nil,
+            name: "official plaintext push", token: "AAAAA", timestamp: "1714037059", nonce: "486452656", encrypt: nil,
             expected: "899cf89e464efb63f54ddac96b0a0a235f53aa78"),
         .init(
-            name: "§3.7 safe-mode signature", token: "AAAAA", timestamp: "1714112445", nonce: "415670741", encrypt: nil,
+            name: "official safe-mode signature", token: "AAAAA", timestamp: "1714112445", nonce: "415670741", encrypt: nil,
             expected: "6c5c811b55cc85e0e1b54100749188c20beb3f5d"),
         .init(
-            name: "§3.7 safe-mode msg_signature", token: "AAAAA", timestamp: "1714112445", nonce: "415670741",
+            name: "official safe-mode msg_signature", token: "AAAAA", timestamp: "1714112445", nonce: "415670741",
             encrypt: WeChatVectors.Official.requestEncrypt, expected: "046e02f8204d34f8ba5fa3b1db94908f3df2e9b3"),
         .init(
-            name: "§3.7 reply MsgSignature", token: "AAAAA", timestamp: "1713424427", nonce: "415670741",
+            name: "official reply MsgSignature", token: "AAAAA", timestamp: "1713424427", nonce: "415670741",
             encrypt: WeChatVectors.Official.replyEncrypt, expected: "1b9339964ed2e271e7c7b6ff2b0ef902fc94dea1"),
         .init(
-            name: "§3.8(a) signature", token: WeChatVectors.SampleA.token, timestamp: WeChatVectors.SampleA.timestamp,
+            name: "sample A signature", token: WeChatVectors.SampleA.token, timestamp: WeChatVectors.SampleA.timestamp,
             nonce: WeChatVectors.SampleA.nonce, encrypt: nil, expected: WeChatVectors.SampleA.signature),
         .init(
-            name: "§3.8(a) msg_signature", token: WeChatVectors.SampleA.token, timestamp: WeChatVectors.SampleA.timestamp,
+            name: "sample A msg_signature", token: WeChatVectors.SampleA.token, timestamp: WeChatVectors.SampleA.timestamp,
             nonce: WeChatVectors.SampleA.nonce, encrypt: WeChatVectors.SampleA.encrypt,
             expected: WeChatVectors.SampleA.msgSignature),
         .init(
-            name: "§3.8(c) msg_signature", token: WeChatVectors.SampleC.token, timestamp: WeChatVectors.SampleC.timestamp,
+            name: "sample C msg_signature", token: WeChatVectors.SampleC.token, timestamp: WeChatVectors.SampleC.timestamp,
             nonce: WeChatVectors.SampleC.nonce, encrypt: WeChatVectors.SampleC.encrypt,
             expected: WeChatVectors.SampleC.msgSignature),
         .init(
-            name: "§3.8(d) msg_signature", token: WeChatVectors.SampleD.token, timestamp: WeChatVectors.SampleD.timestamp,
+            name: "sample D msg_signature", token: WeChatVectors.SampleD.token, timestamp: WeChatVectors.SampleD.timestamp,
             nonce: WeChatVectors.SampleD.nonce, encrypt: WeChatVectors.SampleD.encrypt,
             expected: WeChatVectors.SampleD.msgSignature),
         .init(
-            name: "§3.8(d) reply MsgSignature", token: WeChatVectors.SampleD.token,
+            name: "sample D reply MsgSignature", token: WeChatVectors.SampleD.token,
             timestamp: WeChatVectors.SampleD.timestamp, nonce: WeChatVectors.SampleD.nonce,
             encrypt: WeChatVectors.SampleD.replyEncrypt, expected: WeChatVectors.SampleD.replyMsgSignature),
     ]

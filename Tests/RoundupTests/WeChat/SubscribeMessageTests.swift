@@ -5,7 +5,7 @@ import Testing
 
 @Suite("Subscribe message body and outcomes")
 struct SubscribeMessageTests {
-    @Test("the body follows wechat.md §6.1: data is a nested object, keys in a fixed order, text unescaped")
+    @Test("the body is WeChat's subscribe/send body: data is a nested object, keys in a fixed order, text unescaped")
     func body() {
         let message = SubscribeMessage(
             touser: "OPENID", templateID: "TEMPLATE_ID", page: "pages/digest/index?id=42", miniprogramState: "formal", lang: "zh_CN",
@@ -33,7 +33,7 @@ struct SubscribeMessageTests {
     }
 
     @Test(
-        "every errcode maps to the SPEC §5.8 outcome",
+        "every errcode maps to its documented outcome",
         arguments: [
             (0, SendOutcome.sent(msgid: "42")),
             (43101, .noCredit),

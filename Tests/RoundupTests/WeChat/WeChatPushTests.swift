@@ -349,7 +349,7 @@ struct WeChatPushVerifierTests {
                         items: [.init(templateID: "UA2FxrBpGqwOwb1I9eymbw-ZGyKtSQFhgAC44Z5AraY", status: "reject")])))
     }
 
-    @Test("XML safe mode: vector §3.8(a) as a push body decrypts to its text message")
+    @Test("XML safe mode: sample A (Tencent's WXBizMsgCrypt) as a push body decrypts to its text message")
     func xmlSafeMode() throws {
         let verifier = WeChatPushVerifier(token: WeChatVectors.SampleA.token, crypto: Self.sampleA)
         let event = try verifier.verify(query: PushFixtures.query("safe-mode-xml.query"), body: PushFixtures.body("safe-mode-xml.xml"))
@@ -390,7 +390,7 @@ struct WeChatPushVerifierTests {
         #expect(WeChatPushError.notConfigured.httpStatus == 503)
     }
 
-    @Test("the GET server check accepts the §2 vector and refuses a changed one")
+    @Test("the GET server check accepts the official vector and refuses a changed one")
     func serverCheck() throws {
         let verifier = WeChatPushVerifier(token: "AAAAA", crypto: nil)
         let query = PushQuery(
