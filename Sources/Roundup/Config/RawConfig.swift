@@ -44,6 +44,10 @@ func keyPath(_ codingPath: [any CodingKey], appending key: String? = nil) -> Str
     return out
 }
 
+/// A mapping key as a key path shows it: an empty or null key as `""`, so that a problem with
+/// it still says where it is (a bare "unknown key" at the top level named nothing; Tests/Fuzz).
+func shownKey(_ key: String) -> String { key.isEmpty ? "\"\"" : key }
+
 /// A YAML mapping read strictly: unknown keys are problems, values of the wrong shape are
 /// problems, and reading never throws.
 struct StrictMapping {
@@ -71,7 +75,7 @@ struct StrictMapping {
     func rejectUnknown(_ known: [String], explain: [String: String] = [:]) {
         guard let container else { return }
         for key in container.allKeys where !known.contains(key.stringValue) {
-            let where_ = keyPath([], appending: path.isEmpty ? key.stringValue : "\(path).\(key.stringValue)")
+            let where_ = keyPath([], appending: path.isEmpty ? shownKey(key.stringValue) : "\(path).\(shownKey(key.stringValue))")
             if let why = explain[key.stringValue] {
                 log.add(where_, why)
             } else if let guess = nearest(key.stringValue, in: known) {
@@ -206,9 +210,9 @@ struct RawScalars: Decodable {
     func rejectUnknown(_ known: [String]) {
         for key in keys where !known.contains(key) {
             if let guess = nearest(key, in: known) {
-                log.add("\(path).\(key)", "unknown key (did you mean \"\(guess)\"?)")
+                log.add("\(path).\(shownKey(key))", "unknown key (did you mean \"\(guess)\"?)")
             } else {
-                log.add("\(path).\(key)", "unknown key")
+                log.add("\(path).\(shownKey(key))", "unknown key")
             }
         }
     }

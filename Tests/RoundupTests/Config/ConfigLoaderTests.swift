@@ -114,6 +114,10 @@ struct ConfigLoaderTests {
         #expect(p.contains { $0.message.contains("did you mean \"port\"") })
         #expect(problems("colour: blue\n").map(\.keyPath) == ["colour"])
         #expect(problems("templates:\n  - id: T\n    feilds: {thing1: x}\n").map(\.keyPath).contains("templates[0].feilds"))
+        // An empty or null key is named too (a top-level one once gave an empty key path).
+        #expect(problems("\"\": 1\n").map(\.keyPath) == ["\"\""])
+        #expect(problems("? \n: 1\n").map(\.keyPath) == ["\"\""])
+        #expect(problems("server:\n  \"\": 1\n").map(\.keyPath) == ["server.\"\""])
     }
 
     @Test("every bad value in a file is reported, each with its key path")
