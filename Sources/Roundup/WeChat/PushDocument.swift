@@ -131,6 +131,7 @@ enum PushDocument {
     /// resolving external entities.
     static func parseXML(_ body: Data) throws(WeChatPushError) -> PushValue {
         try refuseDoctype(body)
+        try refuseBareInstructions(body)
         // FoundationXML traps on an element name that is not UTF-8 (`<\xC3/x>`), and a safe-mode
         // body is parsed before its signature can be checked: refuse such bytes before the parser.
         guard String(validating: body, as: UTF8.self) != nil else { throw .malformed("the XML body is not UTF-8") }
@@ -169,15 +170,6 @@ enum PushDocument {
             }
             return nil
         }
-        // libxml2 hands a processing instruction with nothing after its target (`<?x?>`) to
-        // XMLParser with NULL data, which FoundationXML reads as a C string: the process crashes
-        // (found by Tests/Fuzz). Pushes have no processing instruction but the XML declaration,
-        // so one without a blank after its target is refused before the parser sees it.
-        func refuseBareInstruction(from start: Int, to end: Int) throws(WeChatPushError) {
-            guard bytes[(start + 2)..<(end - 2)].contains(where: isBlank) else {
-                throw .malformed("an XML processing instruction without data")
-            }
-        }
         // Another encoding could hide a DOCTYPE from this byte scan (UTF-16, UTF-7), so only UTF-8 is read.
         guard !bytes.contains(0) else { throw .malformed("the XML body is not UTF-8") }
         while index < bytes.count {
@@ -185,7 +177,6 @@ enum PushDocument {
                 index += 1
             } else if hasPrefix("<?", at: index) {
                 guard let next = skip(past: "?>", from: index + 2) else { throw .malformed("unterminated XML declaration") }
-                try refuseBareInstruction(from: index, to: next)
                 if hasPrefix("<?xml", at: index), let encoding = declaredEncoding(String(decoding: bytes[index..<next], as: UTF8.self)),
                     !["utf-8", "utf8"].contains(encoding.lowercased())
                 {
@@ -214,14 +205,35 @@ enum PushDocument {
             } else if hasPrefix("<![CDATA[", at: index) {
                 index = skip(past: "]]>", from: index + 9) ?? bytes.count
             } else if hasPrefix("<?", at: index) {
-                guard let next = skip(past: "?>", from: index + 2) else { break }
-                try refuseBareInstruction(from: index, to: next)
-                index = next
+                index = skip(past: "?>", from: index + 2) ?? bytes.count
             } else if ["<!doctype", "<!entity", "<!element", "<!attlist", "<!notation"].contains(where: { hasPrefix($0, at: index) }) {
                 throw .doctypeRefused
             } else {
                 index += 1
             }
+        }
+    }
+
+    /// libxml2 hands a processing instruction with nothing after its target (`<?x?>`) to XMLParser
+    /// with NULL data, which FoundationXML reads as a C string: the process crashes (found by
+    /// Tests/Fuzz). libxml2 reads on after errors, so where it starts a processing instruction
+    /// cannot be told by walking the markup as `refuseDoctype` does (`<? <?xml?>` crashed past
+    /// such a walk). So any `<?` followed by `?>` with no blank in between is refused, wherever it
+    /// is: a push has no processing instruction but the XML declaration, which has blanks.
+    static func refuseBareInstructions(_ body: Data) throws(WeChatPushError) {
+        let bytes = Array(body)
+        var openSinceBlank = false
+        var i = 0
+        while i + 1 < bytes.count {
+            if isBlank(bytes[i]) {
+                openSinceBlank = false
+            } else if bytes[i] == UInt8(ascii: "<"), bytes[i + 1] == UInt8(ascii: "?") {
+                openSinceBlank = true
+                i += 1
+            } else if openSinceBlank, bytes[i] == UInt8(ascii: "?"), bytes[i + 1] == UInt8(ascii: ">") {
+                throw .malformed("an XML processing instruction without data")
+            }
+            i += 1
         }
     }
 

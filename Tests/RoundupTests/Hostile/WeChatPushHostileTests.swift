@@ -124,7 +124,7 @@ struct WeChatPushHostileTests {
             #expect(throws: WeChatPushError.malformed("the XML body is not UTF-8")) { try e.verifier.verify(query: forged, body: body) }
         }
         // A processing instruction without data (`<?x?>`) crashed FoundationXML (a NULL C string).
-        for name in ["reject-crash-pi-without-data.xml", "reject-crash-pi-without-data-in-prolog.xml"] {
+        for name in ["reject-crash-pi-without-data.xml", "reject-crash-pi-without-data-in-prolog.xml", "reject-crash-pi-without-data-after-error.xml"] {
             let body = try Data(contentsOf: TestSupport.fixture("hostile/wechat/\(name)"))
             #expect(throws: WeChatPushError.malformed("an XML processing instruction without data")) {
                 try e.verifier.verify(query: forged, body: body)
