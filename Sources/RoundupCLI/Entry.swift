@@ -38,6 +38,9 @@ struct RoundupMain {
         } catch let error as OperatorFailure {
             writeError(error.message)
             exit(1)
+        } catch let error as UsageFailure {
+            writeError(error.message)
+            exit(2)
         } catch let error as LeaseError {
             // Spelled exactly as documented ("another roundup serve (pid N) owns PATH"), for scripts that look for it.
             writeError(error.description)
@@ -48,7 +51,7 @@ struct RoundupMain {
         } catch let error as ExitCode {
             exit(error.rawValue)
         } catch {
-            if let damage = RoundupStore.damageHint(for: error) {
+            if let damage = SQLiteEngine.damageHint(for: error) {
                 // A bad page met after the open: say so plainly rather than print SQLite's error.
                 writeError(damage)
                 exit(1)

@@ -11,7 +11,10 @@ struct BackupCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (_, store) = try global.openStore()
-        try store.backup(to: file)
+        guard let sqlite = store.sqlite else {
+            throw UsageFailure("roundup backup copies an SQLite file; back up PostgreSQL with pg_dump (and restore with pg_restore).")
+        }
+        try sqlite.backup(to: file)
         print("backed up \(store.path ?? "") to \(file)")
     }
 }
@@ -25,10 +28,15 @@ struct CheckCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (_, store) = try global.openStore()
+        guard let sqlite = store.sqlite else {
+            guard await store.isHealthy() else { throw OperatorFailure("The database does not answer.") }
+            print("database (\(store.kind.rawValue)) answers")
+            return
+        }
         let path = store.path ?? ""
-        let problems = try store.quickCheck()
+        let problems = try sqlite.quickCheck()
         guard problems.isEmpty else {
-            throw OperatorFailure("The database \(path) failed PRAGMA quick_check: \(RoundupStore.damageReport(path: path, .findings(problems))).")
+            throw OperatorFailure("The database \(path) failed PRAGMA quick_check: \(SQLiteEngine.damageReport(path: path, .findings(problems))).")
         }
         print("database \(path) is sound")
     }

@@ -106,7 +106,7 @@ struct StatusController: Sendable {
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("/healthz") { _, _ -> Response in
-            guard store.isHealthy() else {
+            guard await store.isHealthy() else {
                 return jsonResponse(.serviceUnavailable, .object([("error", .string("the database does not answer"))]))
             }
             return jsonResponse(.ok, .object([("status", .string("ok"))]))

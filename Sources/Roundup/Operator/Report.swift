@@ -25,3 +25,11 @@ public struct OperatorFailure: Error, Sendable, Equatable, CustomStringConvertib
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
+
+/// A command that cannot apply to this setup (exit 2, one sentence on stderr): for example
+/// `roundup backup` on PostgreSQL.
+public struct UsageFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

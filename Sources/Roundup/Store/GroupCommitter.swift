@@ -1,5 +1,4 @@
 import Dispatch
-import GRDB
 import Synchronization
 
 /// Why a batched write did not commit for its caller.
@@ -14,9 +13,9 @@ public enum CommitError: Error, Sendable, Equatable {
     case overloaded
 }
 
-/// Group commit: concurrent writers share one SQLite transaction, so durability (one WAL write
-/// per batch) does not cost throughput. Batches run on the database's writer queue (GRDB's
-/// `asyncWriteWithoutTransaction`), one after another while jobs wait, so no caller ever runs a
+/// Group commit: concurrent writers share one transaction, so durability (one log flush per
+/// batch) does not cost throughput. Batches run on the engine's writer (`StoreEngine.schedule`),
+/// one after another while jobs wait, so no caller ever runs a
 /// batch itself: every caller only waits for its own job, and gives up at its deadline even when
 /// the database is stuck. Each job runs in its own savepoint, so one failing job
 /// does not undo the others.
@@ -54,7 +53,7 @@ public final class GroupCommitter: Sendable {
     /// `CommitError.timedOut` when that takes longer than `timeout`, `CommitError.overloaded`
     /// when the queue is full, or the work's own error.
     public func perform<T: Sendable>(
-        timeout: Duration, _ work: @escaping @Sendable (StoreTransaction) throws -> T
+        timeout: Duration, _ work: @escaping @Sendable (any StoreTransaction) throws -> T
     ) async throws -> T {
         let job = TypedCommitJob(work: work)
         let maxQueued = self.maxQueued
@@ -81,11 +80,11 @@ public final class GroupCommitter: Sendable {
 
     /// Queues one batch on the writer queue; other writes of the store interleave between batches.
     private func scheduleBatch() {
-        store.writer.asyncWriteWithoutTransaction { db in self.runBatch(db) }
+        store.engine.schedule { inTransaction in self.runBatch(inTransaction) }
     }
 
     /// Commits the oldest jobs in one transaction, then schedules the next batch if any wait.
-    private func runBatch(_ db: Database) {
+    private func runBatch(_ inTransaction: TransactionRunner) {
         let batch = queue.withLock { q -> [any CommitJob] in
             let take = Array(q.jobs.prefix(maxBatch))
             q.jobs.removeFirst(take.count)
@@ -95,10 +94,8 @@ public final class GroupCommitter: Sendable {
         let live = batch.filter { $0.begin() }
         if !live.isEmpty {
             do {
-                try db.inTransaction {
-                    let tx = StoreTransaction(db)
-                    for j in live { j.run(tx, db) }
-                    return .commit
+                try inTransaction { tx in
+                    for j in live { j.run(tx) }
                 }
                 transactions.add(1, ordering: .relaxed)
                 for j in live { j.finish(nil) }
@@ -122,7 +119,7 @@ public final class GroupCommitter: Sendable {
 private protocol CommitJob: AnyObject, Sendable {
     /// Marks the job started; false if its caller gave up first (then it is skipped for good).
     func begin() -> Bool
-    func run(_ tx: StoreTransaction, _ db: Database)
+    func run(_ tx: any StoreTransaction)
     func finish(_ failure: CommitError?)
     var isAbandoned: Bool { get }
 }
@@ -144,10 +141,10 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
         var pending: Wake?
     }
 
-    let work: @Sendable (StoreTransaction) throws -> T
+    let work: @Sendable (any StoreTransaction) throws -> T
     let state = Mutex(State())
 
-    init(work: @escaping @Sendable (StoreTransaction) throws -> T) { self.work = work }
+    init(work: @escaping @Sendable (any StoreTransaction) throws -> T) { self.work = work }
 
     func begin() -> Bool {
         state.withLock { s in
@@ -157,20 +154,11 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
         }
     }
 
-    func run(_ tx: StoreTransaction, _ db: Database) {
+    func run(_ tx: any StoreTransaction) {
         var outcome: Result<T, any Error>
-        // A savepoint per job, through cached statements: GRDB's `inSavepoint` compiles its
-        // statements on every call, which costs more than a small job itself.
+        // A savepoint per job: a job that fails leaves the batch's other jobs committed.
         do {
-            try db.executeCached(sql: "SAVEPOINT job")
-            do {
-                outcome = .success(try work(tx))
-                try db.executeCached(sql: "RELEASE SAVEPOINT job")
-            } catch {
-                outcome = .failure(error)
-                try db.executeCached(sql: "ROLLBACK TO SAVEPOINT job")
-                try db.executeCached(sql: "RELEASE SAVEPOINT job")
-            }
+            outcome = .success(try tx.inSavepoint { try work(tx) })
         } catch {
             outcome = .failure(error)
         }

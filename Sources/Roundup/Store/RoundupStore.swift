@@ -1,124 +1,57 @@
 import Foundation
-import GRDB
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// Roundup's SQLite database and every query made against it: the only place in the library
-/// that speaks SQL, so that a PostgreSQL backend later is a contained change.
-///
-/// The file is a WAL-mode `DatabasePool` shared by `roundup serve` and the CLI (each with a busy
-/// timeout); it is created 0600 in a 0700 folder, because it holds message text.
+/// Roundup's database: the one way the rest of the library reads and writes state. It runs
+/// typed operations (`StoreTransaction`) on an engine: SQLite (`SQLiteEngine`, the embedded
+/// default, one `serve` per file) or PostgreSQL (`PostgresEngine`, several `serve` instances on
+/// one database). No SQL exists outside the engines' folders.
 public final class RoundupStore: Sendable {
-    let writer: any DatabaseWriter
-    /// The database file, or nil for an in-memory store.
-    public let path: String?
+    public let engine: any StoreEngine
 
-    init(writer: any DatabaseWriter, path: String?) {
-        self.writer = writer
-        self.path = path
+    public init(engine: any StoreEngine) {
+        self.engine = engine
     }
 
-    /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
-    /// A file SQLite finds damaged or not a database is refused with what `PRAGMA quick_check`
-    /// says and how to restore it; a sound file is never scanned (no full check on start).
-    public static func open(
-        path: String, synchronous: StorageSettings.Synchronous = .normal, busyTimeout: Double = 5
-    ) throws(StoreError) -> RoundupStore {
-        try createFileIfNeeded(path)
-        var config = GRDB.Configuration()
-        config.busyMode = .timeout(busyTimeout)
-        config.foreignKeysEnabled = true
-        config.label = "roundup"
-        let sync = synchronous == .full ? "FULL" : "NORMAL"
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(sync)")
-            // Per connection: freed pages are zeroed, so erased message text leaves no trace in
-            // the file's free pages (the WAL is truncated after each purge as well).
-            try db.execute(sql: "PRAGMA secure_delete = ON")
-        }
-        do {
-            let pool = try DatabasePool(path: path, configuration: config)
-            try Schema.migrator.migrate(pool)
-            return RoundupStore(writer: pool, path: path)
-        } catch {
-            if RoundupStore.isDamage(error) {
-                throw .cannotOpen(path: path, reason: RoundupStore.damageReport(
-                    path: path, RoundupStore.quickCheck(path: path, busyTimeout: busyTimeout), cause: RoundupStore.explain(error)))
-            }
-            throw .cannotOpen(path: path, reason: RoundupStore.explain(error))
-        }
+    /// The engine when it is SQLite (file maintenance, the serve lease), else nil.
+    public var sqlite: SQLiteEngine? { engine as? SQLiteEngine }
+
+    /// The SQLite database file, or nil (in memory, or PostgreSQL).
+    public var path: String? { sqlite?.path }
+
+    public var kind: StorageKind { engine.kind }
+
+    /// Runs typed reads in one transaction, blocking the calling thread.
+    public func read<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
+        try engine.read(body)
     }
 
-    /// A private in-memory database with the full schema, for tests of code above the store.
-    public static func inMemory() throws -> RoundupStore {
-        let queue = try DatabaseQueue()
-        try Schema.migrator.migrate(queue)
-        return RoundupStore(writer: queue, path: nil)
+    /// Runs typed operations in one write transaction, blocking the calling thread.
+    public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
+        try engine.write(body)
     }
 
-    /// The schema migrations applied to this database, oldest first.
-    public func appliedMigrations() throws -> [String] {
-        try writer.read { db in try Schema.migrator.appliedMigrations(db) }
+    /// Runs typed reads in one transaction without blocking a thread of the cooperative pool.
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
+        try await engine.read(body)
+    }
+
+    /// Runs typed operations in one write transaction without blocking a thread of the cooperative pool.
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
+        try await engine.write(body)
     }
 
     /// Whether the database answers a trivial query (for `/healthz`).
-    public func isHealthy() -> Bool {
-        (try? writer.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+    public func isHealthy() async -> Bool {
+        await engine.isHealthy()
     }
 
-    /// Creates the folder (0700) and an empty file (0600) before SQLite does, since SQLite
-    /// would create them world-readable (0644). Existing files are left as they are.
-    private static func createFileIfNeeded(_ path: String) throws(StoreError) {
-        let url = URL(fileURLWithPath: path)
-        let folder = url.deletingLastPathComponent().path
-        let fm = FileManager.default
-        if !fm.fileExists(atPath: folder) {
-            do {
-                try fm.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            } catch {
-                throw .cannotOpen(path: path, reason: "cannot create its folder \(folder) (\(error.localizedDescription))")
-            }
-        }
-        if !fm.fileExists(atPath: path) {
-            let fd = posixOpen(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
-            if fd < 0 {
-                let err = errno
-                if err != EEXIST {
-                    throw .cannotOpen(path: path, reason: String(cString: strerror(err)))
-                }
-            } else {
-                posixClose(fd)
-            }
-        }
-    }
-
+    /// An error's message in words, without engine-specific decoration.
     static func explain(_ error: any Error) -> String {
-        if let e = error as? DatabaseError {
-            return e.message ?? "\(e.resultCode)"
-        }
+        if let explained = error as? any ExplainedStoreError { return explained.explanation }
         return "\(error)"
     }
 }
 
-/// `open(2)`, for the files SQLite must not create itself (the database, the lease lock).
-func posixOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
-    #if canImport(Glibc)
-    return Glibc.open(path, flags, mode)
-    #else
-    return Darwin.open(path, flags, mode)
-    #endif
-}
-
-/// `close(2)`.
-@discardableResult
-func posixClose(_ fd: Int32) -> Int32 {
-    #if canImport(Glibc)
-    return Glibc.close(fd)
-    #else
-    return Darwin.close(fd)
-    #endif
+/// An engine error that knows its one-sentence explanation.
+protocol ExplainedStoreError: Error {
+    var explanation: String { get }
 }

@@ -1,239 +1,215 @@
-import GRDB
-
-/// The open, joinable digest of a user with what the due-time policy needs to know.
-public struct ActiveDigest: Sendable, Equatable {
-    public var id: Int64
-    public var state: DigestState
-    public var reason: DigestReason?
-    public var windowStartAt: Timestamp
-    public var lastMessageAt: Timestamp?
-    public var dueAt: Timestamp?
-    public var urgent: Bool
-    public var pendingCount: Int
-    /// An operator's flush is pending (1, or 2 with `--force`): the due time stays "now".
-    public var flushRequested: Int = 0
-}
-
-/// A pending message as the ingest logic sees it.
-public struct PendingMessageRef: Sendable, Equatable {
-    public var id: Int64
-    public var recipient: String
-    public var digestID: Int64?
-    public var receivedAt: Timestamp
-    public var status: MessageStatus
-}
-
-/// Typed operations inside one write transaction. The digest logic composes these; the SQL
-/// stays here. Obtained from `RoundupStore.write` or a `GroupCommitter` batch.
-public struct StoreTransaction {
-    let db: Database
-
-    init(_ db: Database) { self.db = db }
+/// The typed operations of one database transaction: the store's contract, implemented once per
+/// engine (`SQLiteTransaction`, `PostgresTransaction`) with that engine's SQL. Nothing above the
+/// store sees SQL; the digest rules compose these operations.
+///
+/// A transaction runs synchronously on a thread the engine owns (GRDB's writer queue for SQLite,
+/// a connection thread for PostgreSQL), so the rules are ordinary functions shared by both
+/// engines. The methods here are primitives; rules that combine them (a checked state change
+/// with its log line, a credit change applied once per event) live in the extension below, once.
+public protocol StoreTransaction {
+    /// Runs `body` in a savepoint: when it throws, its changes are undone and the error
+    /// rethrown, and the transaction goes on.
+    func inSavepoint<T>(_ body: () throws -> T) throws -> T
 
     // MARK: users
 
-    /// The user, or nil.
-    public func user(_ id: String) throws -> User? {
-        try UserRecord.cachedOne(db, sql: "SELECT * FROM users WHERE im_user_id = ?", arguments: [id])?.user
-    }
+    func user(_ id: String) throws -> User?
+    func user(openid: String) throws -> User?
+    /// Every user, ordered by IM id.
+    func users() throws -> [User]
+    /// Inserts the user's row or replaces every field of it.
+    func saveUser(_ user: User) throws
+    /// Clears a user's openid (frees it for another user).
+    func clearOpenid(of user: String) throws
 
     // MARK: messages
 
-    /// Inserts a C2C message unless its `MsgKey` is stored already; returns the new row id.
-    public func insertMessage(_ m: NewMessage, senderNameCard: String? = nil, groupMessageID: Int64? = nil) throws -> Int64? {
-        if let groupMessageID {
-            // Group copies are keyed by (group message, recipient); they carry no MsgKey.
-            try db.executeCached(
-                sql: """
-                    INSERT INTO messages (group_message_id, recipient, sender, sender_name_card, msg_time, received_at, summary, urgent)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
-                    """,
-                arguments: [groupMessageID, m.recipient, m.sender, senderNameCard, m.msgTime, m.receivedAt.milliseconds, m.summary, m.urgent])
-        } else {
-            try db.executeCached(
-                sql: """
-                    INSERT INTO messages (msg_key, recipient, sender, sender_name_card, msg_time, received_at, summary, urgent)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
-                    """,
-                arguments: [m.msgKey, m.recipient, m.sender, senderNameCard, m.msgTime, m.receivedAt.milliseconds, m.summary, m.urgent])
-        }
-        return db.changesCount > 0 ? db.lastInsertedRowID : nil
-    }
-
-    /// Whether a row with this `MsgKey` exists (any status).
-    public func messageExists(msgKey: String) throws -> Bool {
-        try Bool.cachedOne(db, sql: "SELECT EXISTS (SELECT 1 FROM messages WHERE msg_key = ?)", arguments: [msgKey]) ?? false
-    }
-
-    /// The C2C message with this key and recipient.
-    public func message(msgKey: String, recipient: String) throws -> PendingMessageRef? {
-        try Row.cachedOne(
-            db, sql: "SELECT id, recipient, digest_id, received_at, status FROM messages WHERE msg_key = ? AND recipient = ?",
-            arguments: [msgKey, recipient]
-        ).map(Self.ref)
-    }
-
+    /// Inserts a C2C message (or a group copy, keyed by group message and recipient) unless it
+    /// is stored already; returns the new row id, or nil for a duplicate.
+    func insertMessage(_ m: NewMessage, senderNameCard: String?, groupMessageID: Int64?) throws -> Int64?
+    /// Stores a message (unjoined, or in `digest`) unless its MsgKey is stored; false for a duplicate.
+    func storeMessage(_ m: NewMessage, digest: Int64?) throws -> Bool
+    func messageExists(msgKey: String) throws -> Bool
+    func message(msgKey: String, recipient: String) throws -> PendingMessageRef?
     /// Pending messages of a recipient not joined to any digest, oldest first.
-    public func unjoinedMessages(recipient: String) throws -> [PendingMessageRef] {
-        try Row.cachedAll(
-            db,
-            sql: """
-                SELECT id, recipient, digest_id, received_at, status FROM messages
-                WHERE recipient = ? AND status = 'pending' AND digest_id IS NULL ORDER BY received_at, id
-                """,
-            arguments: [recipient]
-        ).map(Self.ref)
-    }
-
+    func unjoinedMessages(recipient: String) throws -> [PendingMessageRef]
     /// Pending C2C messages from `sender` to `recipient` sent at or before `msgTime` (a read report).
-    public func pendingC2CMessages(recipient: String, sender: String, upToMsgTime msgTime: Int64) throws -> [PendingMessageRef] {
-        try Row.cachedAll(
-            db,
-            sql: """
-                SELECT id, recipient, digest_id, received_at, status FROM messages
-                WHERE recipient = ? AND sender = ? AND status = 'pending' AND msg_time <= ? AND group_message_id IS NULL
-                """,
-            arguments: [recipient, sender, msgTime]
-        ).map(Self.ref)
-    }
-
-    /// Moves messages into a digest.
-    public func join(messages ids: [Int64], to digest: Int64) throws {
-        for id in ids {
-            try db.executeCached(sql: "UPDATE messages SET digest_id = ? WHERE id = ?", arguments: [digest, id])
-        }
-    }
-
-    /// Ends messages' pending life with a status (`read`, `recalled`, `seen`, `dropped`, …);
-    /// `eraseText` removes the summary at once (recalls).
-    public func setStatus(of ids: [Int64], to status: MessageStatus, at: Timestamp, eraseText: Bool = false) throws {
-        let sql = eraseText
-            ? "UPDATE messages SET status = ?, status_at = ?, summary = NULL WHERE id = ?"
-            : "UPDATE messages SET status = ?, status_at = ? WHERE id = ?"
-        for id in ids {
-            try db.executeCached(sql: sql, arguments: [status.rawValue, at.milliseconds, id])
-        }
-    }
-
-    /// Erases a message's text (a recall after its digest was sent).
-    public func eraseText(messageID: Int64) throws {
-        try db.executeCached(sql: "UPDATE messages SET summary = NULL WHERE id = ?", arguments: [messageID])
-    }
-
+    func pendingC2CMessages(recipient: String, sender: String, upToMsgTime msgTime: Int64) throws -> [PendingMessageRef]
+    func join(messages ids: [Int64], to digest: Int64) throws
+    /// Ends messages' pending life with a status; `eraseText` removes the summary at once.
+    func setStatus(of ids: [Int64], to status: MessageStatus, at: Timestamp, eraseText: Bool) throws
+    func eraseText(messageID: Int64) throws
     /// Marks every pending message of a digest with a final status.
-    public func setStatus(ofDigest digest: Int64, to status: MessageStatus, at: Timestamp) throws {
-        try db.executeCached(
-            sql: "UPDATE messages SET status = ?, status_at = ? WHERE digest_id = ? AND status = 'pending'",
-            arguments: [status.rawValue, at.milliseconds, digest])
-    }
-
-    // MARK: read marks and tombstones
-
-    /// The newest `LastReadTime` applied for a (reader, peer) pair.
-    public func readMark(recipient: String, peer: String) throws -> Int64? {
-        try Int64.cachedOne(db, sql: "SELECT last_read_time FROM read_marks WHERE recipient = ? AND peer = ?", arguments: [recipient, peer])
-    }
-
-    public func setReadMark(recipient: String, peer: String, lastReadTime: Int64) throws {
-        try db.executeCached(
-            sql: """
-                INSERT INTO read_marks (recipient, peer, last_read_time) VALUES (?, ?, ?)
-                ON CONFLICT (recipient, peer) DO UPDATE SET last_read_time = excluded.last_read_time
-                """,
-            arguments: [recipient, peer, lastReadTime])
-    }
-
-    /// Whether a live recall tombstone exists for the key.
-    public func isTombstoned(msgKey: String, now: Timestamp) throws -> Bool {
-        try Bool.cachedOne(
-            db, sql: "SELECT EXISTS (SELECT 1 FROM recall_tombstones WHERE msg_key = ? AND expires_at > ?)",
-            arguments: [msgKey, now.milliseconds]) ?? false
-    }
-
-    public func addTombstone(msgKey: String, to: String, expiresAt: Timestamp) throws {
-        try db.executeCached(
-            sql: """
-                INSERT INTO recall_tombstones (msg_key, to_account, expires_at) VALUES (?, ?, ?)
-                ON CONFLICT (msg_key) DO UPDATE SET expires_at = excluded.expires_at
-                """,
-            arguments: [msgKey, to, expiresAt.milliseconds])
-    }
+    func setStatus(ofDigest digest: Int64, to status: MessageStatus, at: Timestamp) throws
+    func readMark(recipient: String, peer: String) throws -> Int64?
+    func setReadMark(recipient: String, peer: String, lastReadTime: Int64) throws
+    func isTombstoned(msgKey: String, now: Timestamp) throws -> Bool
+    func addTombstone(msgKey: String, to: String, expiresAt: Timestamp) throws
+    /// Messages kept for a recipient, oldest first (no text).
+    func messages(recipient: String) throws -> [StoredMessage]
+    func messageCount(msgKey: String) throws -> Int
+    func messageCount(digest: Int64) throws -> Int
+    func unjoinedMessageCount(recipient: String) throws -> Int
+    /// Whether Roundup has ever seen this IM user (a binding, a message to them or a digest).
+    func isKnown(user id: String) throws -> Bool
+    /// Moves a digest's pending messages into another digest; returns how many moved.
+    func movePendingMessages(from source: Int64, to target: Int64) throws -> Int
+    /// Unjoined pending messages received before `cutoff` become `dropped`; returns how many.
+    func dropUnjoined(receivedBefore cutoff: Timestamp, now: Timestamp) throws -> Int
+    /// A digest's pending messages received before `cutoff` become `expired`; returns how many.
+    func expireMessages(ofDigest id: Int64, receivedBefore cutoff: Timestamp, now: Timestamp) throws -> Int
+    /// Erases message text and rendered bodies finished before `cutoff`, and forgets expired
+    /// tombstones. Returns how many digests lost their body.
+    func purgeText(finishedBefore cutoff: Timestamp, now: Timestamp) throws -> Int
 
     // MARK: digests
 
     /// The user's open or held digest with its pending message count.
-    public func activeDigest(for user: String) throws -> ActiveDigest? {
-        guard let row = try Row.cachedOne(
-            db,
-            sql: """
-                SELECT id, state, reason, window_start_at, last_message_at, due_at, urgent, flush_requested,
-                       (SELECT COUNT(*) FROM messages m WHERE m.digest_id = d.id AND m.status = 'pending') AS pending
-                FROM digests d WHERE im_user_id = ? AND state IN ('open', 'held')
-                """,
-            arguments: [user])
-        else { return nil }
-        return ActiveDigest(
-            id: row["id"], state: DigestState(rawValue: row["state"]) ?? .open,
-            reason: (row["reason"] as String?).flatMap(DigestReason.init(rawValue:)),
-            windowStartAt: Timestamp(milliseconds: row["window_start_at"]),
-            lastMessageAt: (row["last_message_at"] as Int64?).map(Timestamp.init(milliseconds:)),
-            dueAt: (row["due_at"] as Int64?).map(Timestamp.init(milliseconds:)),
-            urgent: row["urgent"], pendingCount: row["pending"], flushRequested: row["flush_requested"])
+    func activeDigest(for user: String) throws -> ActiveDigest?
+    /// The newest `sending_at` of the user's `sending`, `sent`, `dry_run` or `in_doubt` digests
+    /// other than `excluding`.
+    func lastSendStart(user: String, excluding digest: Int64?) throws -> Timestamp?
+    func digestState(_ id: Int64) throws -> DigestState?
+    func pendingCount(digest: Int64) throws -> Int
+    /// Inserts an open digest; throws `StoreError.activeDigestExists` when the user has an open
+    /// or held one (the schema's unique index decides, whatever writers race).
+    func insertDigest(for user: String, windowStart: Timestamp, dueAt: Timestamp, now: Timestamp) throws -> Int64
+    /// Records a new last message, the urgency flag and (for open digests) a new due time.
+    func updateDigestTiming(_ id: Int64, lastMessageAt: Timestamp?, dueAt: Timestamp?, urgent: Bool, now: Timestamp) throws
+    /// Compare-and-set of the state column alone (no check, no log: see `moveDigest`). Throws
+    /// `illegalTransition` when the schema refuses the change.
+    func setDigestState(_ id: Int64, from: DigestState, to: DigestState, reason: DigestReason?, now: Timestamp) throws -> Bool
+    func appendEvent(digest: Int64, at: Timestamp, kind: DigestEventKind, detail: String) throws
+    /// Records the template and body of a send about to start, its start time, and one attempt.
+    func recordSendStart(_ id: Int64, template: String, body: String, now: Timestamp) throws
+    /// Counts a try that stopped before WeChat was called.
+    func countAttempt(_ id: Int64) throws
+    func setResult(_ id: Int64, errcode: String?, errmsg: String?, msgid: String?) throws
+    /// Sets an open digest's due time and clears any flush request.
+    func setDue(_ id: Int64, _ due: Timestamp, now: Timestamp) throws
+    /// Makes an open digest due at `at` with a flush request (1, or 2 with `force`); false when
+    /// it is not open.
+    func setFlushRequest(_ id: Int64, at: Timestamp, force: Bool, now: Timestamp) throws -> Bool
+    func resetAttempts(_ id: Int64, now: Timestamp) throws
+    func templateID(ofDigest id: Int64) throws -> String?
+    func attempts(_ id: Int64) throws -> Int
+    func digestIDs(in state: DigestState) throws -> [Int64]
+    /// The digest sent with this WeChat msgid, if any.
+    func digestID(msgid: String) throws -> Int64?
+    func digest(_ id: Int64) throws -> DigestRow?
+    /// Every digest of a user, newest first.
+    func digests(for user: String) throws -> [DigestRow]
+    /// The decision log of a digest, oldest first.
+    func digestLog(_ id: Int64) throws -> [DigestLogLine]
+    /// Digests as the send path sees them, most overdue first.
+    func dueDigests(_ filter: DueFilter, limit: Int) throws -> [DueDigest]
+    /// The earliest due time of an open digest (after `after`, when given).
+    func nextDueAt(after: Timestamp?) throws -> Timestamp?
+    /// The pending messages of a digest with their senders' bound names.
+    func digestMessages(_ id: Int64) throws -> [DigestMessageRow]
+    /// Digest summaries, oldest due first (for `.ids`, in no particular order).
+    func digestSummaries(_ filter: DigestFilter, limit: Int?) throws -> [DigestSummary]
+    /// Ids of digests in the given states, newest first (by finish, else last change).
+    func recentDigestIDs(states: [DigestState], user: String?, limit: Int) throws -> [Int64]
+    func digestTimingFacts(_ id: Int64) throws -> DigestTimingFacts?
+    /// Every open digest (or one user's) with its timing facts.
+    func openDigestTimings(user: String?) throws -> [OpenDigestTiming]
+    /// In-doubt digests of the user bound to `openid` with this template, attempted in a range.
+    func inDoubtDigests(openid: String, templateID: String, sendingBetween from: Timestamp, and to: Timestamp) throws -> [Int64]
+    /// Active digests holding a pending message received before `cutoff`, with the oldest receipt.
+    func activeDigests(withPendingBefore cutoff: Timestamp) throws -> [(id: Int64, user: String, state: DigestState, oldest: Timestamp)]
+
+    // MARK: group messages
+
+    /// Stores a group message once per GroupId+MsgSeq; returns its row id, or nil for a duplicate.
+    func insertGroupMessage(_ g: NewGroupMessage) throws -> Int64?
+    func finishFanout(_ id: Int64, state: String, at: Timestamp) throws
+    /// Group messages whose fan-out has not finished, oldest first.
+    func pendingGroupMessages(limit: Int) throws -> [PendingGroupMessage]
+    func groupMessage(groupID: String, msgSeq: Int64) throws -> (id: Int64, fanoutState: String)?
+
+    // MARK: sending pauses
+
+    func sendPauses() throws -> SendPauses
+    func setSendPause(_ key: SendPauseKey, until: Timestamp?, reason: String, now: Timestamp) throws
+    /// Ends one pause; returns whether one existed.
+    func clearSendPause(_ key: SendPauseKey) throws -> Bool
+    /// Ends pauses whose time is up.
+    func clearExpiredSendPauses(now: Timestamp) throws
+    /// Ends every template pause.
+    func clearTemplatePauses() throws
+
+    // MARK: credits and WeChat events
+
+    /// Credits, for one openid or everyone, ordered by openid then template.
+    func credits(openid: String?) throws -> [Credit]
+    /// The credits of many openids at once, by openid then template id.
+    func credits(openids: [String]) throws -> [String: [String: Credit]]
+    func credit(openid: String, templateID: String) throws -> Credit?
+    /// Inserts or replaces a credit row.
+    func saveCredit(_ credit: Credit) throws
+    /// Records an event key; false when it was recorded before.
+    func markApplied(eventKey: String, now: Timestamp) throws -> Bool
+    func wasApplied(eventKey: String) throws -> Bool
+    /// Stores a sent-event item once (by MsgID and template); false for a repeat.
+    func insertSentEvent(_ e: SentEventRecord, now: Timestamp) throws -> Bool
+    /// The newest sent event for an openid and template in a `CreateTime` range.
+    func sentEvent(openid: String, templateID: String, createdBetween from: Int64, and to: Int64) throws -> (msgid: String, errorCode: Int64)?
+
+    // MARK: the whole service
+
+    func operatorStats() throws -> OperatorStats
+    func statusSnapshot(now: Timestamp) throws -> StatusSnapshot
+    func cachedAccessToken() throws -> (token: String, expiresAt: Timestamp)?
+    func saveAccessToken(_ token: String, expiresAt: Timestamp, now: Timestamp) throws
+    /// Removes everything held about a user; false when the user was unknown.
+    func eraseUser(_ id: String) throws -> Bool
+}
+
+/// One line of a digest's decision log.
+public typealias DigestLogLine = (at: Timestamp, kind: String, detail: String)
+
+/// Which digests the send path reads.
+public enum DueFilter: Sendable, Equatable {
+    /// Open digests due at or before the time.
+    case dueBy(Timestamp)
+    case held
+    case id(Int64)
+}
+
+/// Which digests a summary read covers.
+public enum DigestFilter: Sendable, Equatable {
+    case id(Int64)
+    case ids([Int64])
+    /// The user's open or held digest.
+    case active(user: String)
+    case states([DigestState], user: String?)
+}
+
+// MARK: rules over the primitives, once for every engine
+
+extension StoreTransaction {
+    public func insertMessage(_ m: NewMessage) throws -> Int64? {
+        try insertMessage(m, senderNameCard: nil, groupMessageID: nil)
     }
 
-    /// When the user's last send started: the newest `sending_at` of a `sending`, `sent`,
-    /// `dry_run` or `in_doubt` digest other than `excluding` (`min_interval` counts from there, so
-    /// a digest that comes due while the previous one is still being sent waits).
-    public func lastSendStart(user: String, excluding digest: Int64? = nil) throws -> Timestamp? {
-        try Int64.cachedOne(
-            db, sql: """
-                SELECT max(sending_at) FROM digests
-                WHERE im_user_id = ? AND state IN ('sending', 'sent', 'dry_run', 'in_doubt') AND id <> ?
-                """,
-            arguments: [user, digest ?? -1]
-        ).map(Timestamp.init(milliseconds:))
+    public func setStatus(of ids: [Int64], to status: MessageStatus, at: Timestamp) throws {
+        try setStatus(of: ids, to: status, at: at, eraseText: false)
     }
 
-    /// A digest's current state.
-    public func digestState(_ id: Int64) throws -> DigestState? {
-        try String.cachedOne(db, sql: "SELECT state FROM digests WHERE id = ?", arguments: [id]).flatMap(DigestState.init(rawValue:))
+    public func lastSendStart(user: String) throws -> Timestamp? {
+        try lastSendStart(user: user, excluding: nil)
     }
 
-    /// Pending messages left in a digest.
-    public func pendingCount(digest: Int64) throws -> Int {
-        try Int.cachedOne(db, sql: "SELECT COUNT(*) FROM messages WHERE digest_id = ? AND status = 'pending'", arguments: [digest]) ?? 0
-    }
-
-    /// Creates an open digest (the schema refuses a second active one for the user).
+    /// Creates an open digest and logs why (the schema refuses a second active one for the user).
     public func openDigest(for user: String, windowStart: Timestamp, dueAt: Timestamp, now: Timestamp, note: String) throws -> Int64 {
-        do {
-            try db.executeCached(
-                sql: """
-                    INSERT INTO digests (im_user_id, state, opened_at, window_start_at, due_at, updated_at)
-                    VALUES (?, 'open', ?, ?, ?, ?)
-                    """,
-                arguments: [user, now.milliseconds, windowStart.milliseconds, dueAt.milliseconds, now.milliseconds])
-        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
-            throw StoreError.activeDigestExists(user: user)
-        }
-        let id = db.lastInsertedRowID
+        let id = try insertDigest(for: user, windowStart: windowStart, dueAt: dueAt, now: now)
         try appendEvent(digest: id, at: now, kind: .opened, detail: note)
         return id
     }
 
-    /// Records a new last message, the urgency flag and (for open digests) a new due time.
-    public func updateDigestTiming(_ id: Int64, lastMessageAt: Timestamp?, dueAt: Timestamp?, urgent: Bool, now: Timestamp) throws {
-        try db.executeCached(
-            sql: """
-                UPDATE digests SET last_message_at = coalesce(?, last_message_at),
-                    due_at = CASE WHEN state = 'open' THEN coalesce(?, due_at) ELSE due_at END,
-                    urgent = urgent OR ?, updated_at = ?
-                WHERE id = ?
-                """,
-            arguments: [lastMessageAt?.milliseconds, dueAt?.milliseconds, urgent, now.milliseconds, id])
-    }
-
-    /// Compare-and-set of a digest's state, logged.
+    /// Compare-and-set of a digest's state, checked against the state machine and logged.
+    /// Returns false when another writer moved it first.
     @discardableResult
     public func moveDigest(
         _ id: Int64, from: DigestState, to: DigestState, reason: DigestReason? = nil, now: Timestamp, note: String = ""
@@ -242,135 +218,123 @@ public struct StoreTransaction {
         guard reason.map({ to.allowedReasons.contains($0) }) ?? to.allowedReasons.isEmpty else {
             throw StoreError.invalidReason(state: to, reason: reason)
         }
-        do {
-            try db.executeCached(
-                sql: """
-                    UPDATE digests SET state = ?, reason = ?, updated_at = ?,
-                        held_since = CASE WHEN ? = 'held' THEN coalesce(held_since, ?) ELSE NULL END,
-                        finished_at = CASE WHEN ? IN ('sent', 'dry_run', 'cancelled', 'expired') THEN ? ELSE finished_at END
-                    WHERE id = ? AND state = ?
-                    """,
-                arguments: [to.rawValue, reason?.rawValue, now.milliseconds, to.rawValue, now.milliseconds,
-                            to.rawValue, now.milliseconds, id, from.rawValue])
-        } catch let error as DatabaseError where error.message?.contains(StoreError.illegalTransitionMessage) == true {
-            throw StoreError.illegalTransition(from: from, to: to)
-        }
-        guard db.changesCount > 0 else { return false }
+        guard try setDigestState(id, from: from, to: to, reason: reason, now: now) else { return false }
         let what = reason.map { "\(to.rawValue) (\($0.rawValue))" } ?? to.rawValue
         try appendEvent(digest: id, at: now, kind: .state, detail: note.isEmpty ? what : "\(what): \(note)")
         return true
     }
 
-    /// Appends to a digest's decision log.
-    public func appendEvent(digest: Int64, at: Timestamp, kind: DigestEventKind, detail: String) throws {
-        try db.executeCached(
-            sql: "INSERT INTO digest_events (digest_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-            arguments: [digest, at.milliseconds, kind.rawValue, detail])
+    /// `open` → `sending` with the template and body about to be sent (recorded before the call).
+    public func markSending(_ id: Int64, template: String, body: String, now: Timestamp) throws -> Bool {
+        guard try moveDigest(id, from: .open, to: .sending, now: now, note: "template \(template)") else { return false }
+        try recordSendStart(id, template: template, body: body, now: now)
+        return true
     }
 
-    // MARK: group messages
-
-    /// Stores a group message once per GroupId+MsgSeq; returns its row id, or nil for a duplicate.
-    public func insertGroupMessage(_ g: NewGroupMessage) throws -> Int64? {
-        try db.executeCached(
-            sql: """
-                INSERT INTO group_messages (group_id, msg_seq, group_type, sender, msg_time, received_at, summary, at_all, mentions, urgent)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, msg_seq) DO NOTHING
-                """,
-            arguments: [g.groupID, g.msgSeq, g.groupType, g.sender, g.msgTime, g.receivedAt.milliseconds, g.summary, g.atAll,
-                        g.mentions.joined(separator: "\n"), g.urgent])
-        return db.changesCount > 0 ? db.lastInsertedRowID : nil
+    /// Marks the pending messages of a digest with a final status.
+    public func finishMessages(ofDigest id: Int64, status: MessageStatus, now: Timestamp) throws {
+        try setStatus(ofDigest: id, to: status, at: now)
     }
 
-    /// Records that a group message's fan-out finished.
-    public func finishFanout(_ id: Int64, state: String, at: Timestamp) throws {
-        try db.executeCached(
-            sql: "UPDATE group_messages SET fanout_state = ?, fanout_done_at = ? WHERE id = ?",
-            arguments: [state, at.milliseconds, id])
+    /// Digests left in `sending` by a stopped process become `in_doubt`; returns their ids.
+    public func recoverInterruptedSends(now: Timestamp) throws -> [Int64] {
+        let ids = try digestIDs(in: .sending)
+        for id in ids {
+            try moveDigest(id, from: .sending, to: .inDoubt, now: now,
+                           note: "Roundup stopped during the WeChat call; WeChat may have delivered it, so it is not resent")
+        }
+        return ids
     }
 
-    static func ref(_ row: Row) -> PendingMessageRef {
-        PendingMessageRef(
-            id: row["id"], recipient: row["recipient"], digestID: row["digest_id"],
-            receivedAt: Timestamp(milliseconds: row["received_at"]), status: MessageStatus(rawValue: row["status"]) ?? .pending)
-    }
-}
-
-/// A group message to store as one row before the callback is answered.
-public struct NewGroupMessage: Sendable, Equatable {
-    public var groupID: String
-    public var msgSeq: Int64
-    public var groupType: String
-    public var sender: String
-    public var msgTime: Int64
-    public var receivedAt: Timestamp
-    public var summary: String
-    public var atAll: Bool
-    public var mentions: [String]
-    public var urgent: Bool
-
-    public init(
-        groupID: String, msgSeq: Int64, groupType: String, sender: String, msgTime: Int64, receivedAt: Timestamp,
-        summary: String, atAll: Bool, mentions: [String], urgent: Bool
-    ) {
-        self.groupID = groupID
-        self.msgSeq = msgSeq
-        self.groupType = groupType
-        self.sender = sender
-        self.msgTime = msgTime
-        self.receivedAt = receivedAt
-        self.summary = summary
-        self.atAll = atAll
-        self.mentions = mentions
-        self.urgent = urgent
-    }
-}
-
-extension RoundupStore {
-    /// Runs typed operations in one write transaction.
-    public func write<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
-        try writer.write { db in try body(StoreTransaction(db)) }
+    /// Makes an open digest due at `at` and records the flush (1, or 2 with `force`, which also
+    /// skips quiet hours); logged. Returns false when it is not open.
+    public func requestFlush(_ id: Int64, at: Timestamp, force: Bool, now: Timestamp, note: String) throws -> Bool {
+        guard try setFlushRequest(id, at: at, force: force, now: now) else { return false }
+        try appendEvent(digest: id, at: now, kind: .flush, detail: note)
+        return true
     }
 
-    /// Runs typed operations in one write transaction without blocking a thread of the
-    /// cooperative pool.
-    public func write<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
-        try await writer.write { db in try body(StoreTransaction(db)) }
+    /// Stores a sent-event item once and notes it in the log of the digest sent with that MsgID.
+    /// Returns that digest's id, if one matches.
+    @discardableResult
+    public func recordSentEvent(_ e: SentEventRecord, now: Timestamp) throws -> Int64? {
+        guard try insertSentEvent(e, now: now), let digest = try digestID(msgid: e.msgID) else { return nil }
+        try appendEvent(digest: digest, at: now, kind: .delivery,
+                        detail: "WeChat reported ErrorCode \(e.errorCode)\(e.errorStatus.map { " (\($0))" } ?? "") for MsgID \(e.msgID)")
+        return digest
     }
-}
 
-/// A group message waiting for its fan-out to members.
-public struct PendingGroupMessage: Sendable, Equatable {
-    public var id: Int64
-    public var groupID: String
-    public var msgSeq: Int64
-    public var sender: String
-    public var msgTime: Int64
-    public var receivedAt: Timestamp
-    public var summary: String
-    public var atAll: Bool
-    public var mentions: [String]
-    public var urgent: Bool
-}
+    /// Applies a credit change, once per `eventKey` when one is given (a re-sent push or a
+    /// repeated idempotency key changes nothing). Returns whether it applied and the row after.
+    public func applyCredit(
+        openid: String, templateID: String, change: CreditChange, eventKey: String?, now: Timestamp
+    ) throws -> (applied: Bool, credit: Credit) {
+        var credit = try self.credit(openid: openid, templateID: templateID)
+            ?? Credit(openid: openid, templateID: templateID, count: 0, subscribed: false, updatedAt: now)
+        if let eventKey, try !markApplied(eventKey: eventKey, now: now) {
+            return (false, credit)
+        }
+        switch change {
+        case .add(let n): credit.count += n
+        case .subscribe: credit.subscribed = true
+        case .revoke:
+            credit.count = 0
+            credit.subscribed = false
+        case .spend: credit.count = max(0, credit.count - 1)
+        }
+        credit.updatedAt = now
+        try saveCredit(credit)
+        return (true, credit)
+    }
 
-extension RoundupStore {
-    /// Group messages whose fan-out has not finished, oldest first (survives restarts).
-    public func pendingGroupMessages(limit: Int = 100) async throws -> [PendingGroupMessage] {
-        try await writer.read { db in
-            try Row.cachedAll(
-                db,
-                sql: """
-                    SELECT id, group_id, msg_seq, sender, msg_time, received_at, summary, at_all, mentions, urgent
-                    FROM group_messages WHERE fanout_state = 'pending' ORDER BY id LIMIT ?
-                    """,
-                arguments: [limit]
-            ).map { row in
-                let mentions: String = row["mentions"]
-                return PendingGroupMessage(
-                    id: row["id"], groupID: row["group_id"], msgSeq: row["msg_seq"], sender: row["sender"], msgTime: row["msg_time"],
-                    receivedAt: Timestamp(milliseconds: row["received_at"]), summary: row["summary"] ?? "", atAll: row["at_all"],
-                    mentions: mentions.split(separator: "\n").map(String.init), urgent: row["urgent"])
+    /// Creates the user if needed and merges the update into their binding. Throws
+    /// `openidBoundElsewhere` when the openid belongs to another user.
+    public func updateUser(_ imUserID: String, _ update: UserUpdate, now: Timestamp) throws -> User {
+        var user = try self.user(imUserID) ?? User(imUserID: imUserID, createdAt: now, updatedAt: now)
+        let newOpenid = update.openid.applied(to: user.openid)
+        if let newOpenid, newOpenid != user.openid, let holder = try self.user(openid: newOpenid), holder.imUserID != imUserID {
+            throw StoreError.openidBoundElsewhere(openid: newOpenid, boundTo: holder.imUserID)
+        }
+        user.openid = newOpenid
+        user.name = update.name.applied(to: user.name)
+        user.profile = update.profile.applied(to: user.profile)
+        user.updatedAt = now
+        try saveUser(user)
+        return user
+    }
+
+    /// Applies a whole roster: each entry's binding is replaced (created or updated); openids
+    /// may move between users listed in the same roster.
+    public func importRoster(_ entries: [RosterEntry], now: Timestamp) throws -> RosterImportResult {
+        var result = RosterImportResult(created: 0, updated: 0, unchanged: 0)
+        var existing: [String: User] = [:]
+        for e in entries { existing[e.imUserID] = try user(e.imUserID) }
+        // Release openids that move, so that a swap inside one roster does not collide.
+        for e in entries {
+            if let old = existing[e.imUserID], old.openid != nil, old.openid != e.openid {
+                try clearOpenid(of: e.imUserID)
             }
         }
+        for e in entries {
+            if let openid = e.openid, let holder = try user(openid: openid), holder.imUserID != e.imUserID {
+                throw StoreError.openidBoundElsewhere(openid: openid, boundTo: holder.imUserID)
+            }
+            if var user = existing[e.imUserID] {
+                if user.openid == e.openid && user.name == e.name && user.profile == e.profile {
+                    result.unchanged += 1
+                    continue
+                }
+                user.openid = e.openid
+                user.name = e.name
+                user.profile = e.profile
+                user.updatedAt = now
+                try saveUser(user)
+                result.updated += 1
+            } else {
+                try saveUser(User(imUserID: e.imUserID, openid: e.openid, name: e.name, profile: e.profile, createdAt: now, updatedAt: now))
+                result.created += 1
+            }
+        }
+        return result
     }
 }

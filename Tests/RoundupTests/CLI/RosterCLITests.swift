@@ -262,6 +262,6 @@ struct MaintenanceCLITests {
         let check = try await runRoundup(["check"], in: dir)
         #expect(check.status == 0)
         #expect(check.stdout.contains("is sound"))
-        #expect(try store.quickCheck().isEmpty)
+        #expect(try store.sqlite!.quickCheck().isEmpty)
     }
 }

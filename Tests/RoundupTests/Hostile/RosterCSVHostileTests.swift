@@ -28,7 +28,7 @@ struct RosterCSVHostileTests {
         let store = try! RoundupStore.inMemory()
         _ = try! RosterOperator(store: store, config: config, now: { Timestamp(milliseconds: 1_741_075_200_000) }, afterBindingChange: { _ in })
             .importRoster(csv: baseline)
-        return store.writer as! DatabaseQueue
+        return store.sqlite!.writer as! DatabaseQueue
     }()
 
     /// A fresh database holding the baseline roster, and the operator that imports into it.
@@ -36,7 +36,7 @@ struct RosterCSVHostileTests {
         let copy = try DatabaseQueue()
         try template.backup(to: copy)
         return RosterOperator(
-            store: RoundupStore(writer: copy, path: nil), config: config, now: { Timestamp(milliseconds: 1_741_075_200_000) },
+            store: RoundupStore(engine: SQLiteEngine(writer: copy, path: nil)), config: config, now: { Timestamp(milliseconds: 1_741_075_200_000) },
             afterBindingChange: { _ in })
     }
 

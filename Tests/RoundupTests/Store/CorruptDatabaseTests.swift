@@ -155,7 +155,7 @@ struct CorruptDatabaseTests {
         // Opening touches the schema and migrations only: it succeeds, with no full scan.
         let store = try RoundupStore.open(path: site.database)
         #expect(try store.users().isEmpty)
-        #expect(try !store.quickCheck().isEmpty)
+        #expect(try !store.sqlite!.quickCheck().isEmpty)
 
         let listed = try await site.run(["users", "list"])
         #expect(listed.status == 0, "\(listed.stderr)")

@@ -27,19 +27,19 @@ struct StoreTests {
     func migrations() throws {
         let temp = try TempStore()
         defer { temp.remove() }
-        #expect(try temp.store.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes"])
+        #expect(try temp.store.sqlite!.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes"])
         let again = try RoundupStore.open(path: temp.path)
-        #expect(try again.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes"])
-        let tables = try temp.store.writer.read { db in
+        #expect(try again.sqlite!.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes"])
+        let tables = try temp.store.sqlite!.writer.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'grdb_%' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         }
         #expect(tables == [
             "access_token", "applied_events", "credits", "digest_events", "digests", "group_messages", "messages", "read_marks",
             "recall_tombstones", "send_pauses", "serve_lease", "users", "wechat_sent_events",
         ])
-        let mode = try temp.store.writer.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        let mode = try temp.store.sqlite!.writer.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
         #expect(mode == "wal")
-        let fk = try temp.store.writer.read { db in try Int.fetchOne(db, sql: "PRAGMA foreign_keys") }
+        let fk = try temp.store.sqlite!.writer.read { db in try Int.fetchOne(db, sql: "PRAGMA foreign_keys") }
         #expect(fk == 1)
     }
 
@@ -59,7 +59,7 @@ struct StoreTests {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try RoundupStore.open(path: dir.appendingPathComponent("db.sqlite").path, synchronous: .full)
-        let level = try store.writer.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+        let level = try store.sqlite!.writer.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
         #expect(level == 2)
     }
 
@@ -114,7 +114,7 @@ struct StoreTests {
             try temp.store.openDigest(for: "parent_1", windowStart: t0, dueAt: t0, now: t0)
         }
         // Held still counts as active; a finished digest makes room for a new one.
-        let found: Int64? = try await temp.store.writer.read { db in try Int64.fetchOne(db, sql: "SELECT id FROM digests") }
+        let found: Int64? = try await temp.store.sqlite!.writer.read { db in try Int64.fetchOne(db, sql: "SELECT id FROM digests") }
         let id = try #require(found)
         #expect(try temp.store.moveDigest(id, from: .open, to: .held, reason: .unbound, now: t0))
         #expect(throws: StoreError.self) { try temp.store.openDigest(for: "parent_1", windowStart: t0, dueAt: t0, now: t0) }
@@ -150,7 +150,7 @@ struct StoreTests {
     func stateMachine(from: DigestState) throws {
         let store = try RoundupStore.inMemory()
         for to in DigestState.allCases {
-            let allowed = try store.writer.write { db -> Bool in
+            let allowed = try store.sqlite!.writer.write { db -> Bool in
                 try db.execute(sql: "INSERT INTO digests (im_user_id, state, opened_at, window_start_at, due_at, updated_at) VALUES ('u\(to.rawValue)', 'open', 0, 0, 0, 0)")
                 let id = db.lastInsertedRowID
                 // Bring the row to `from` with the trigger lifted, then put the migrated trigger back.
@@ -175,7 +175,7 @@ struct StoreTests {
     @Test("the trigger in the migrated database is the one the test checks")
     func triggerIsFrozen() throws {
         let store = try RoundupStore.inMemory()
-        let sql = try store.writer.read { db in
+        let sql = try store.sqlite!.writer.read { db in
             try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'digests_state_machine'")
         }
         #expect(sql?.contains(Schema.allowedTransitionsSQL) == true)
@@ -194,7 +194,7 @@ struct StoreTests {
         // The schema refuses the same rows on its own, NULL reasons included.
         for (state, reason) in [("held", "user_online"), ("held", nil), ("cancelled", "unbound"), ("cancelled", nil), ("sending", "read")] as [(String, String?)] {
             #expect(throws: (any Error).self) {
-                try store.writer.write { db in
+                try store.sqlite!.writer.write { db in
                     try db.execute(sql: "UPDATE digests SET state = ?, reason = ? WHERE id = ?", arguments: [state, reason, id])
                 }
             }

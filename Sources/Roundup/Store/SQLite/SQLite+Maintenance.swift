@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 
-extension RoundupStore {
+extension SQLiteEngine {
     /// An online copy of the database into a new file (created 0600), consistent even while
     /// `serve` writes (SQLite's backup API). Refuses to overwrite an existing file.
     public func backup(to destination: String) throws(StoreError) {
@@ -26,8 +26,8 @@ extension RoundupStore {
     /// (an error SQLite raises while checking, such as a page it cannot read, is one finding).
     public func quickCheck() throws -> [String] {
         do {
-            return try RoundupStore.quickCheckFindings(writer)
-        } catch let error as DatabaseError where RoundupStore.isDamage(error) {
+            return try SQLiteEngine.quickCheckFindings(writer)
+        } catch let error as DatabaseError where SQLiteEngine.isDamage(error) {
             return [RoundupStore.explain(error)]
         }
     }
@@ -86,7 +86,7 @@ extension RoundupStore {
     /// query reaches a bad page), the sentence that says so and what to do; nil for any other error.
     public static func damageHint(for error: any Error) -> String? {
         guard isDamage(error) else { return nil }
-        return "The database is damaged (SQLite says \"\(explain(error))\"): run roundup check to see where, "
+        return "The database is damaged (SQLite says \"\(RoundupStore.explain(error))\"): run roundup check to see where, "
             + "then restore it from a backup (README: Backup and restore)."
     }
 
@@ -107,7 +107,7 @@ extension RoundupStore {
         do {
             return .findings(try quickCheckFindings(DatabaseQueue(path: path, configuration: config)))
         } catch {
-            return .cannotRun(explain(error))
+            return .cannotRun(RoundupStore.explain(error))
         }
     }
 }

@@ -1,64 +1,22 @@
 import GRDB
 
-/// A digest whose due time has come, with what the send path needs about its user.
-public struct DueDigest: Sendable, Equatable {
-    public var id: Int64
-    public var imUserID: String
-    public var openid: String?
-    public var name: String?
-    public var profile: String?
-    public var state: DigestState
-    public var reason: DigestReason?
-    public var dueAt: Timestamp?
-    public var attempts: Int
-    public var flushForce: Bool
-    /// An operator's flush is pending (it skips `min_interval`).
-    public var flushed: Bool = false
-    /// An urgent message is in the digest (it skips `min_interval`).
-    public var urgent: Bool = false
-}
-
-/// A pending message of a digest as the renderer needs it.
-public struct DigestMessageRow: Sendable, Equatable {
-    public var id: Int64
-    public var sender: String
-    public var senderName: String?
-    public var senderNameCard: String?
-    public var msgTime: Int64
-    public var summary: String
-}
-
-extension RoundupStore {
-    /// Open digests due at or before `now`, most overdue first.
-    public func dueDigests(now: Timestamp, limit: Int = 1000) throws -> [DueDigest] {
-        try writer.read { db in try Self.dueRows(db, where: "d.state = 'open' AND d.due_at <= ?", [now.milliseconds], limit: limit) }
-    }
-
-    /// `dueDigests` without blocking a thread of the cooperative pool.
-    public func dueDigestsAsync(now: Timestamp, limit: Int = 1000) async throws -> [DueDigest] {
-        try await writer.read { db in try Self.dueRows(db, where: "d.state = 'open' AND d.due_at <= ?", [now.milliseconds], limit: limit) }
-    }
-
-    /// The earliest due time of an open digest that is due after `now` (nil when none is).
-    public func nextDueAt(after now: Timestamp) async throws -> Timestamp? {
-        try await writer.read { db in
-            try Int64.cachedOne(db, sql: "SELECT min(due_at) FROM digests WHERE state = 'open' AND due_at > ?", arguments: [now.milliseconds])
-                .map(Timestamp.init(milliseconds:))
+/// The send pipeline's and housekeeping's statements on SQLite.
+extension SQLiteTransaction {
+    public func dueDigests(_ filter: DueFilter, limit: Int) throws -> [DueDigest] {
+        let clause: String
+        let args: [any DatabaseValueConvertible]
+        switch filter {
+        case .dueBy(let now):
+            clause = "d.state = 'open' AND d.due_at <= ?"
+            args = [now.milliseconds]
+        case .held:
+            clause = "d.state = 'held'"
+            args = []
+        case .id(let id):
+            clause = "d.id = ?"
+            args = [id]
         }
-    }
-
-    /// Held digests (for re-checking bindings, credits and paused templates).
-    public func heldDigests(limit: Int = 5000) throws -> [DueDigest] {
-        try writer.read { db in try Self.dueRows(db, where: "d.state = 'held'", [], limit: limit) }
-    }
-
-    /// A digest as the send path sees it.
-    public func dueDigest(_ id: Int64) throws -> DueDigest? {
-        try writer.read { db in try Self.dueRows(db, where: "d.id = ?", [id], limit: 1).first }
-    }
-
-    static func dueRows(_ db: Database, where clause: String, _ args: [any DatabaseValueConvertible], limit: Int) throws -> [DueDigest] {
-        try Row.cachedAll(
+        return try Row.cachedAll(
             db,
             sql: """
                 SELECT d.id, d.im_user_id, u.openid, u.name, u.profile, d.state, d.reason, d.due_at, d.attempts, d.flush_requested, d.urgent
@@ -75,19 +33,15 @@ extension RoundupStore {
         }
     }
 
-    /// The earliest due time of any open digest.
-    public func nextDueAt() throws -> Timestamp? {
-        try writer.read { db in
-            try Int64.cachedOne(db, sql: "SELECT min(due_at) FROM digests WHERE state = 'open'").map(Timestamp.init(milliseconds:))
+    public func nextDueAt(after: Timestamp?) throws -> Timestamp? {
+        if let after {
+            return try Int64.cachedOne(db, sql: "SELECT min(due_at) FROM digests WHERE state = 'open' AND due_at > ?", arguments: [after.milliseconds])
+                .map(Timestamp.init(milliseconds:))
         }
+        return try Int64.cachedOne(db, sql: "SELECT min(due_at) FROM digests WHERE state = 'open'").map(Timestamp.init(milliseconds:))
     }
 
-    /// The pending messages of a digest with their senders' bound names.
     public func digestMessages(_ id: Int64) throws -> [DigestMessageRow] {
-        try writer.read { db in try Self.digestMessageRows(db, id) }
-    }
-
-    static func digestMessageRows(_ db: Database, _ id: Int64) throws -> [DigestMessageRow] {
         try Row.cachedAll(
             db,
             sql: """
@@ -102,29 +56,7 @@ extension RoundupStore {
         }
     }
 
-    /// Digests left in `sending` by a crash become `in_doubt`; returns their ids.
-    public func recoverInterruptedSends(now: Timestamp) throws -> [Int64] {
-        try write { tx in try tx.recoverInterruptedSends(now: now) }
-    }
-
-    /// Sending pauses in force, each with its end (nil: until the config changes).
-    public func sendPauses() throws -> SendPauses {
-        try writer.read { db in try StoreTransaction(db).sendPauses() }
-    }
-
-    /// Starts or extends a pause.
-    public func setSendPause(_ key: SendPauseKey, until: Timestamp?, reason: String, now: Timestamp) throws {
-        try writer.write { db in try StoreTransaction(db).setSendPause(key, until: until, reason: reason, now: now) }
-    }
-
-    /// Erases message text and rendered bodies of digests finished before `cutoff`,
-    /// and forgets tombstones that have expired. Returns how many digests were purged.
-    @discardableResult
     public func purgeText(finishedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
-        try writer.write { db in try Self.purgeText(db, finishedBefore: cutoff, now: now) }
-    }
-
-    static func purgeText(_ db: Database, finishedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
         // Every status change sets status_at, so the partial index messages_text_to_purge
         // holds exactly the rows this can change.
         try db.executeCached(sql: """
@@ -139,14 +71,11 @@ extension RoundupStore {
     }
 }
 
-extension StoreTransaction {
-    /// `open` → `sending` with the template and body about to be sent (recorded before the call).
-    public func markSending(_ id: Int64, template: String, body: String, now: Timestamp) throws -> Bool {
-        guard try moveDigest(id, from: .open, to: .sending, now: now, note: "template \(template)") else { return false }
+extension SQLiteTransaction {
+    public func recordSendStart(_ id: Int64, template: String, body: String, now: Timestamp) throws {
         try db.executeCached(
             sql: "UPDATE digests SET template_id = ?, body = ?, sending_at = ?, attempts = attempts + 1 WHERE id = ?",
             arguments: [template, body, now.milliseconds, id])
-        return true
     }
 
     /// Counts a try that stopped before WeChat was called (`markSending` counts the others).
@@ -164,11 +93,6 @@ extension StoreTransaction {
     public func setDue(_ id: Int64, _ due: Timestamp, now: Timestamp) throws {
         try db.executeCached(sql: "UPDATE digests SET due_at = ?, flush_requested = 0, updated_at = ? WHERE id = ?",
                        arguments: [due.milliseconds, now.milliseconds, id])
-    }
-
-    /// Marks the pending messages of a digest with a final status.
-    public func finishMessages(ofDigest id: Int64, status: MessageStatus, now: Timestamp) throws {
-        try setStatus(ofDigest: id, to: status, at: now)
     }
 
     /// Sending pauses in force, each with its end (nil: until the config changes).
@@ -190,18 +114,6 @@ extension StoreTransaction {
                 ON CONFLICT (key) DO UPDATE SET until_at = excluded.until_at, reason = excluded.reason
                 """,
             arguments: [key.rawValue, until?.milliseconds, reason, now.milliseconds])
-    }
-
-    /// The newest sent event for an openid and template in a time range (settling in-doubt sends).
-    public func sentEvent(openid: String, templateID: String, createdBetween from: Int64, and to: Int64) throws -> (msgid: String, errorCode: Int64)? {
-        try Row.cachedOne(
-            db,
-            sql: """
-                SELECT msgid, error_code FROM wechat_sent_events WHERE openid = ? AND template_id = ? AND create_time BETWEEN ? AND ?
-                ORDER BY create_time DESC LIMIT 1
-                """,
-            arguments: [openid, templateID, from, to]
-        ).map { ($0["msgid"], $0["error_code"]) }
     }
 
     /// In-doubt digests of the user bound to `openid` with this template, attempted in a time range.
@@ -232,7 +144,6 @@ extension StoreTransaction {
 
     /// Unjoined messages (kept while their recipient was online) received before `cutoff` are
     /// dropped: the recipient never went offline to need them. Returns how many.
-    @discardableResult
     public func dropUnjoined(receivedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
         try db.executeCached(
             sql: """
@@ -252,44 +163,9 @@ extension StoreTransaction {
     }
 }
 
-extension RoundupStore {
-    /// The cached WeChat access token and its expiry, if any.
-    public func cachedAccessToken() throws -> (token: String, expiresAt: Timestamp)? {
-        try writer.read { db in
-            try Row.cachedOne(db, sql: "SELECT token, expires_at FROM access_token WHERE id = 1")
-                .map { ($0["token"], Timestamp(milliseconds: $0["expires_at"])) }
-        }
-    }
-
-    /// Stores the access token (one row).
-    public func saveAccessToken(_ token: String, expiresAt: Timestamp, now: Timestamp) throws {
-        try writer.write { db in
-            try db.executeCached(
-                sql: """
-                    INSERT INTO access_token (id, token, expires_at, fetched_at) VALUES (1, ?, ?, ?)
-                    ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at, fetched_at = excluded.fetched_at
-                    """,
-                arguments: [token, expiresAt.milliseconds, now.milliseconds])
-        }
-    }
-}
-
-/// What re-timing an open digest needs (after a config change or a profile change).
-public struct OpenDigestTiming: Sendable, Equatable {
-    public var id: Int64
-    public var imUserID: String
-    public var profile: String?
-    public var windowStartAt: Timestamp
-    public var lastMessageAt: Timestamp?
-    public var dueAt: Timestamp
-    public var urgent: Bool
-    public var pendingCount: Int
-    public var flushRequested: Int
-}
-
-extension StoreTransaction {
+extension SQLiteTransaction {
     /// Every open digest (or one user's) with its timing facts.
-    public func openDigestTimings(user: String? = nil) throws -> [OpenDigestTiming] {
+    public func openDigestTimings(user: String?) throws -> [OpenDigestTiming] {
         try Row.cachedAll(
             db,
             sql: """

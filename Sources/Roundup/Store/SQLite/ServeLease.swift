@@ -43,13 +43,13 @@ public final class ServeLease: Sendable {
         guard fd >= 0 else { throw .cannotLock("\(lockPath): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             posixClose(fd)
-            let pid = try? store.writer.read { db in try Int.fetchOne(db, sql: "SELECT pid FROM serve_lease WHERE id = 1") }
+            let pid = try? store.sqlite!.writer.read { db in try Int.fetchOne(db, sql: "SELECT pid FROM serve_lease WHERE id = 1") }
             throw .held(pid: pid ?? nil, path: path)
         }
         let pid = Int(getpid())
         let host = ProcessInfo.processInfo.hostName
         do {
-            try store.writer.write { db in
+            try store.sqlite!.writer.write { db in
                 try db.execute(
                     sql: """
                         INSERT INTO serve_lease (id, pid, host, token, acquired_at, renewed_at) VALUES (1, ?, ?, ?, ?, ?)
@@ -86,7 +86,7 @@ extension ServeLease {
             flock(fd, LOCK_UN)
             return nil
         }
-        return try store.writer.read { db in
+        return try store.sqlite!.writer.read { db in
             try Row.fetchOne(db, sql: "SELECT pid, host, acquired_at, renewed_at FROM serve_lease WHERE id = 1").map {
                 LeaseHolder(pid: $0["pid"], host: $0["host"], acquiredAt: Timestamp(milliseconds: $0["acquired_at"]),
                             renewedAt: Timestamp(milliseconds: $0["renewed_at"]))
