@@ -8,7 +8,7 @@ struct ConfigBuilder {
     init(log: ProblemLog) { self.log = log }
 
     static let serverKeys = ["host", "port", "admin_token", "max_body_bytes"]
-    static let storageKeys = ["path", "text_retention", "synchronous"]
+    static let storageKeys = ["path", "url", "pool_size", "instance_timeout", "text_retention", "synchronous"]
     static let wechatKeys = ["app_id", "app_secret", "push_token", "encoding_aes_key", "api_base_url", "dry_run"]
     static let imKeys = [
         "sdk_app_id", "secret_key", "admin_identifier", "callback_token", "allow_unsigned_callbacks", "ingest_from",
@@ -33,6 +33,16 @@ struct ConfigBuilder {
             string(s, "path") { v, p in
                 if v.isEmpty { log.add(p, "must not be empty") } else { config.storage.path = v }
             }
+            string(s, "url") { v, p in
+                guard !v.isEmpty else { return }
+                do throws(ConfigValueError) {
+                    config.storage.url = try PostgresURL(parsing: v)
+                } catch {
+                    log.add(p, error.message)
+                }
+            }
+            int(s, "pool_size", 1...1000) { config.storage.poolSize = $0 }
+            duration(s.values["instance_timeout"], "storage.instance_timeout", minimum: .seconds(2)) { config.storage.instanceTimeout = $0 }
             duration(s.values["text_retention"], "storage.text_retention", minimum: .zero) { config.storage.textRetention = $0 }
             choice(s.values["synchronous"], "storage.synchronous", StorageSettings.Synchronous.self) { config.storage.synchronous = $0 }
         }

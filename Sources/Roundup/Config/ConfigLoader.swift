@@ -17,7 +17,8 @@ public struct ConfigLoader: Sendable {
     /// Every scalar key path that an environment variable may override.
     public static let scalarKeys: [String] = [
         "server.host", "server.port", "server.admin_token", "server.max_body_bytes",
-        "storage.path", "storage.text_retention", "storage.synchronous",
+        "storage.path", "storage.url", "storage.pool_size", "storage.instance_timeout", "storage.text_retention",
+        "storage.synchronous",
         "wechat.app_id", "wechat.app_secret", "wechat.push_token", "wechat.encoding_aes_key",
         "wechat.api_base_url", "wechat.dry_run",
         "im.sdk_app_id", "im.secret_key", "im.admin_identifier", "im.callback_token",
@@ -27,7 +28,7 @@ public struct ConfigLoader: Sendable {
     /// Keys whose values are secrets: always printed masked.
     public static let secretKeys: Set<String> = [
         "wechat.app_secret", "wechat.encoding_aes_key", "wechat.push_token", "im.secret_key",
-        "im.callback_token", "server.admin_token",
+        "im.callback_token", "server.admin_token", "storage.url",
     ]
 
     /// The environment variable that overrides a key path.
@@ -91,7 +92,8 @@ public struct ConfigLoader: Sendable {
                 : problem
         }
         guard problems.isEmpty, let config else { throw ConfigError(problems: problems) }
-        warnings += ConfigLoader.warnings(for: config)
+        let setStorageKeys = raw?.storage.map { Set($0.values.keys.map { "storage.\($0)" }) } ?? []
+        warnings += ConfigLoader.warnings(for: config, explicitlySet: setStorageKeys)
         return LoadedConfig(config: config, source: source, overriddenKeys: overridden, warnings: warnings)
     }
 
@@ -120,9 +122,23 @@ public struct ConfigLoader: Sendable {
         return overridden
     }
 
-    /// The config's warnings (empty tokens, dry-run): they go to stderr and do not change the exit code.
-    static func warnings(for config: RoundupConfig) -> [ConfigProblem] {
+    /// The config's warnings (empty tokens, dry-run, storage keys the chosen database ignores):
+    /// they go to stderr and do not change the exit code. `explicitlySet` holds the key paths
+    /// given a value by the file or a `ROUNDUP_*` variable; a key left at its default is never
+    /// warned about for being ignored.
+    static func warnings(for config: RoundupConfig, explicitlySet: Set<String> = []) -> [ConfigProblem] {
         var out: [ConfigProblem] = []
+        let postgresOnly = ["storage.pool_size", "storage.instance_timeout"]
+        let sqliteOnly = ["storage.path", "storage.synchronous"]
+        if config.storage.isPostgres {
+            for key in sqliteOnly where explicitlySet.contains(key) {
+                out.append(ConfigProblem(key, "is ignored: storage.url is set, so the database is PostgreSQL"))
+            }
+        } else {
+            for key in postgresOnly where explicitlySet.contains(key) {
+                out.append(ConfigProblem(key, "applies to PostgreSQL only and is ignored: storage.url is empty, so the database is SQLite"))
+            }
+        }
         if config.wechat.pushToken.isEmpty {
             out.append(ConfigProblem("wechat.push_token", "is empty: /wechat/push answers 503 until it is set"))
         }

@@ -45,8 +45,9 @@ extension RoundupConfig {
                 ("admin_token", str(mask(server.adminToken))), ("max_body_bytes", lit(String(server.maxBodyBytes))),
             ])),
             ("storage", map([
-                ("path", str(storage.path)), ("text_retention", lit(storage.textRetention.description)),
-                ("synchronous", lit(storage.synchronous.rawValue)),
+                ("path", str(storage.path)), ("url", str(mask(storage.url?.description ?? ""))),
+                ("pool_size", lit(String(storage.poolSize))), ("instance_timeout", lit(storage.instanceTimeout.description)),
+                ("text_retention", lit(storage.textRetention.description)), ("synchronous", lit(storage.synchronous.rawValue)),
             ])),
             ("wechat", map([
                 ("app_id", str(wechat.appID)), ("app_secret", str(mask(wechat.appSecret))),

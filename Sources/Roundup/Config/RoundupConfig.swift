@@ -40,7 +40,8 @@ public struct ServerSettings: Sendable, Equatable {
     public init() {}
 }
 
-/// `storage.*`: the SQLite file and how long message text is kept.
+/// `storage.*`: the database (an SQLite file, or PostgreSQL when `url` is set) and how long
+/// message text is kept.
 public struct StorageSettings: Sendable, Equatable {
     /// How hard SQLite works to keep a committed transaction (`storage.synchronous`).
     public enum Synchronous: String, Sendable, CaseIterable {
@@ -50,10 +51,22 @@ public struct StorageSettings: Sendable, Equatable {
         case full
     }
 
+    /// The SQLite database; unused when `url` is set.
     public var path = "./roundup-data/roundup.sqlite"
+    /// The PostgreSQL database shared by every instance; nil (`storage.url: ""`) means SQLite at `path`.
+    /// A secret: never printed or logged whole.
+    public var url: PostgresURL?
+    /// PostgreSQL connections per instance, besides the one that listens for notifications (1 to 1000).
+    public var poolSize = 10
+    /// PostgreSQL only: an instance whose heartbeat is this old is taken for dead (at least 2 s).
+    public var instanceTimeout = ConfigDuration.seconds(15)
     public var textRetention = ConfigDuration.days(30)
+    /// SQLite only.
     public var synchronous = Synchronous.normal
     public init() {}
+
+    /// Whether the database is PostgreSQL (`url` is set) rather than SQLite.
+    public var isPostgres: Bool { url != nil }
 }
 
 /// `wechat.*`: the mini program's credentials and its message-push settings.
