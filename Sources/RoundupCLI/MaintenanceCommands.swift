@@ -29,8 +29,10 @@ struct CheckCommand: AsyncParsableCommand {
     func run() async throws {
         let (_, store) = try global.openStore()
         guard let sqlite = store.sqlite else {
-            guard await store.isHealthy() else { throw OperatorFailure("The database does not answer.") }
-            print("database (\(store.kind.rawValue)) answers")
+            // Opening already connected and checked the schema's version against this Roundup.
+            guard let postgres = store.postgres, await store.isHealthy() else { throw OperatorFailure("The database does not answer.") }
+            let migrations = try postgres.appliedMigrations()
+            print("\(postgres.location) answers; schema migrations \(migrations.joined(separator: ", ")) (this is Roundup \(RoundupVersion.current))")
             return
         }
         let path = store.path ?? ""
@@ -51,6 +53,6 @@ struct InstancesCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (_, store) = try global.openStore()
-        emit(try InstancesReport.sqlite(store: store, now: wallNow()), output)
+        emit(try await InstancesReport.make(store: store, now: wallNow()), output)
     }
 }

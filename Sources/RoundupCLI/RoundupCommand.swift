@@ -28,7 +28,7 @@ struct GlobalOptions: ParsableArguments {
     /// The config and the store it names, for commands that read or change data.
     func openStore() throws -> (LoadedConfig, RoundupStore) {
         let loaded = try load()
-        let store = try RoundupStore.open(path: loaded.config.storage.path, synchronous: loaded.config.storage.synchronous)
+        let store = try RoundupStore.open(loaded.config.storage)
         return (loaded, store)
     }
 }

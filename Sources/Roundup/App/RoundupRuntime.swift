@@ -27,7 +27,7 @@ public struct RoundupRuntime: Sendable {
 
     /// Opens the database named by the config and wires the services.
     public init(config: RoundupConfig, clock: any WallClock = SystemWallClock(), logger: Logger) throws {
-        let store = try RoundupStore.open(path: config.storage.path, synchronous: config.storage.synchronous)
+        let store = try RoundupStore.open(config.storage)
         self.init(config: config, store: store, clock: clock, logger: logger, imAPI: RoundupRuntime.imClient(config, clock: clock),
                   wechatAPI: config.wechat.isDryRun ? nil : WeChatAPIClient(baseURL: config.wechat.apiBaseURL))
     }
@@ -142,14 +142,22 @@ public struct RoundupRuntime: Sendable {
     /// single-writer lease first; `configPath` is re-read on SIGHUP or when it changes.
     public func run(configPath: String?, loader: ConfigLoader = ConfigLoader(),
                     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        let lease = try ServeLease.acquire(store: store, now: clock.timestamp)
+        // SQLite: one serve per file (a lock). PostgreSQL: any number, each with a heartbeat row.
+        let lease = store.sqlite == nil ? nil : try ServeLease.acquire(store: store, now: clock.timestamp)
         defer { withExtendedLifetime(lease) {} }
+        var heartbeat: [any Service] = []
+        if let engine = store.postgres {
+            let beat = InstanceHeartbeat(store: store, engine: engine, fingerprint: config.snapshot.digest.fingerprint,
+                                         clock: clock, logger: logger)
+            try await beat.beat()
+            heartbeat = [beat]
+        }
         let cfg = config.snapshot
         if cfg.wechat.isDryRun {
             logger.warning("dry-run mode: digests are rendered and recorded as dry_run, never sent to WeChat",
                            metadata: ["reason": "\(cfg.wechat.dryRun ? "wechat.dry_run is true" : "no wechat.app_id/app_secret")"])
         }
-        logger.info("roundup starting", metadata: ["database": "\(cfg.storage.path)"])
+        logger.info("roundup starting", metadata: ["database": "\(cfg.storage.url?.location ?? cfg.storage.path)"])
         let logger = self.logger
         let host = cfg.server.host
         let app = buildApplication { port in
@@ -159,9 +167,10 @@ public struct RoundupRuntime: Sendable {
         let reloader = ConfigReloader(
             path: configPath ?? (FileManager.default.fileExists(atPath: ConfigLoader.defaultPath) ? ConfigLoader.defaultPath : nil),
             loader: loader, live: config, scheduler: scheduler, store: store, metrics: metrics, logger: logger, clock: clock)
-        // Later entries stop first: the HTTP application, then the reloader and the background services.
+        // Later entries stop first: the HTTP application, then the reloader and the background
+        // services, and last the heartbeat (which then releases unstarted claims).
         let group = ServiceGroup(
-            services: backgroundServices() + [reloader, app],
+            services: heartbeat + backgroundServices() + [reloader, app],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()

@@ -94,7 +94,7 @@ public final class DigestScheduler: Service, Sendable {
             let pauses = try await store.sendPausesAsync()
             if pauses.quota { return ([], 0) }
             let busy = inFlight.withLock { $0 }
-            let due = try await store.dueDigestsAsync(now: now, limit: DigestSender.presenceBatch + busy.count)
+            let due = try await store.claimDueDigests(now: now, limit: DigestSender.presenceBatch + busy.count)
                 .filter { !busy.contains($0.id) }
                 .prefix(DigestSender.presenceBatch)
             guard !due.isEmpty else { return ([], 0) }

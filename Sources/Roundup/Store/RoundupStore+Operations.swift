@@ -195,6 +195,11 @@ extension RoundupStore {
         try await read { try $0.dueDigests(.dueBy(now), limit: limit) }
     }
 
+    /// Claims the due digests this process will send (see `StoreTransaction.claimDueDigests`).
+    public func claimDueDigests(now: Timestamp, limit: Int) async throws -> [DueDigest] {
+        try await write { try $0.claimDueDigests(now: now, limit: limit) }
+    }
+
     /// Held digests (for re-checking bindings, credits and paused templates).
     public func heldDigests(limit: Int = 5000) throws -> [DueDigest] { try read { try $0.dueDigests(.held, limit: limit) } }
 

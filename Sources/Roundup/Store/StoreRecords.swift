@@ -293,3 +293,15 @@ public struct PendingGroupMessage: Sendable, Equatable {
     public var mentions: [String]
     public var urgent: Bool
 }
+
+/// A live `roundup serve` sharing a PostgreSQL database (`roundup instances`).
+public struct InstanceRow: Sendable, Equatable {
+    public var id: String
+    public var host: String
+    public var pid: Int
+    public var version: String
+    /// A short hash of the instance's effective `digest` config: instances that disagree show it.
+    public var configFingerprint: String
+    public var heartbeatAgeSeconds: Double
+    public var startedAt: Timestamp
+}

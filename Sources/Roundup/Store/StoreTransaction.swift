@@ -119,6 +119,22 @@ public protocol StoreTransaction {
     /// Active digests holding a pending message received before `cutoff`, with the oldest receipt.
     func activeDigests(withPendingBefore cutoff: Timestamp) throws -> [(id: Int64, user: String, state: DigestState, oldest: Timestamp)]
 
+    // MARK: claims (several instances)
+
+    /// Claims up to `limit` open digests due by `now` for this process and returns them, most
+    /// overdue first. On PostgreSQL a digest claimed by another live instance is skipped, and an
+    /// instance whose own heartbeat is not live claims nothing; on SQLite one `serve` owns the
+    /// file, so this is the plain read.
+    func claimDueDigests(now: Timestamp, limit: Int) throws -> [DueDigest]
+    /// Fencing: whether this process may start sending the digest now. On PostgreSQL the digest
+    /// must still be open, claimed by this instance, and its heartbeat younger than half the
+    /// instance timeout (by the database's clock); the row stays locked until the transaction
+    /// ends. Always true on SQLite.
+    func holdsSendRight(_ id: Int64) throws -> Bool
+    /// Digests in `sending` whose sender is gone: on SQLite all of them (called when `serve`
+    /// starts); on PostgreSQL those of instances that are not live.
+    func orphanedSends() throws -> [Int64]
+
     // MARK: group messages
 
     /// Stores a group message once per GroupId+MsgSeq; returns its row id, or nil for a duplicate.
@@ -226,7 +242,7 @@ extension StoreTransaction {
 
     /// `open` → `sending` with the template and body about to be sent (recorded before the call).
     public func markSending(_ id: Int64, template: String, body: String, now: Timestamp) throws -> Bool {
-        guard try moveDigest(id, from: .open, to: .sending, now: now, note: "template \(template)") else { return false }
+        guard try holdsSendRight(id), try moveDigest(id, from: .open, to: .sending, now: now, note: "template \(template)") else { return false }
         try recordSendStart(id, template: template, body: body, now: now)
         return true
     }
@@ -238,7 +254,7 @@ extension StoreTransaction {
 
     /// Digests left in `sending` by a stopped process become `in_doubt`; returns their ids.
     public func recoverInterruptedSends(now: Timestamp) throws -> [Int64] {
-        let ids = try digestIDs(in: .sending)
+        let ids = try orphanedSends()
         for id in ids {
             try moveDigest(id, from: .sending, to: .inDoubt, now: now,
                            note: "Roundup stopped during the WeChat call; WeChat may have delivered it, so it is not resent")

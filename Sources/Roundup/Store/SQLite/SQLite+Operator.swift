@@ -43,4 +43,12 @@ extension SQLiteTransaction {
     public func digestIDs(in state: DigestState) throws -> [Int64] {
         try Int64.cachedAll(db, sql: "SELECT id FROM digests WHERE state = ? ORDER BY id", arguments: [state.rawValue])
     }
+
+    public func claimDueDigests(now: Timestamp, limit: Int) throws -> [DueDigest] {
+        try dueDigests(.dueBy(now), limit: limit)
+    }
+
+    public func holdsSendRight(_ id: Int64) throws -> Bool { true }
+
+    public func orphanedSends() throws -> [Int64] { try digestIDs(in: .sending) }
 }
