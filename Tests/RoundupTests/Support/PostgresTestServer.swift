@@ -21,10 +21,10 @@ import Glibc
 /// The local cluster lives in `<temporary directory>/roundup-test-postgres-<port>` (the data in
 /// `data/`, which is also its unix socket folder, the server log in `server.log`), listens on
 /// 127.0.0.1 only with trust authentication, and is left running when the test process exits, so
-/// the next run reuses it instead of paying for `initdb` again. At most one is kept: a run that
-/// finds none answering removes the dead folders before starting one, and databases made by this
-/// type that are over an hour old are dropped when a run reuses it. Stop it with
-/// `pg_ctl -D /tmp/roundup-test-postgres-<port>/data stop` (as `postgres` when root).
+/// the next run reuses it instead of paying for `initdb` again. A run starts one only when it finds
+/// none it can use, after removing the folders whose server is gone; a run that reuses one drops
+/// the databases made by this type over an hour ago. Stop it with `pg_ctl -D
+/// <temporary directory>/roundup-test-postgres-<port>/data stop` (as `postgres` when root).
 enum PostgresTestServer {
     /// The environment variable naming an existing server.
     static let urlVariable = "ROUNDUP_TEST_POSTGRES_URL"
@@ -41,7 +41,7 @@ enum PostgresTestServer {
             bits >>= 4
         }
         let name = "t_" + hex
-        let result = try await psql(server.psql, server.adminURL, ["CREATE DATABASE \(name)"])
+        let result = try await psql(server.adminURL, ["CREATE DATABASE \(name)"])
         guard result.status == 0 else {
             throw PostgresTestServerError(
                 description: "CREATE DATABASE \(name) failed on \(server.adminURL): \(result.stderr.trimmed)")
@@ -55,7 +55,7 @@ enum PostgresTestServer {
         guard let path = URLComponents(string: url)?.path, case let name = String(path.drop { $0 == "/" }),
             isTestDatabaseName(name), let server = try? await server()
         else { return }
-        _ = try? await psql(server.psql, server.adminURL, ["DROP DATABASE IF EXISTS \(name) WITH (FORCE)"])
+        _ = try? await psql(server.adminURL, ["DROP DATABASE IF EXISTS \(name) WITH (FORCE)"])
     }
 
     /// Why PostgreSQL tests are skipped, as a sentence, or nil when they run; printed to stderr the
@@ -79,7 +79,7 @@ enum PostgresTestServer {
             .first { FileManager.default.isExecutableFile(atPath: $0.path) }
     }()
 
-    /// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb`, `pg_ctl` and `postgres`.
+    /// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb`, `pg_ctl`, `postgres` and `psql`.
     static let serverBinaries: URL? = {
         let root = "/usr/lib/postgresql"
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
@@ -93,9 +93,12 @@ enum PostgresTestServer {
         return newest.map { URL(fileURLWithPath: "\(root)/\($0)/bin") }
     }()
 
-    /// Runs SQL statements with `psql` against `url`, one `-c` each (so `CREATE DATABASE` and
+    /// Runs SQL statements with `psqlClient` against `url`, one `-c` each (so `CREATE DATABASE` and
     /// `DROP DATABASE` run outside a transaction), printing bare unaligned rows.
-    static func psql(_ client: URL, _ url: String, _ statements: [String], timeout: Double = 60) async throws -> ProcessResult {
+    static func psql(_ url: String, _ statements: [String], timeout: Double = 60) async throws -> ProcessResult {
+        guard let client = psqlClient else {
+            throw PostgresTestServerError(description: "there is no psql client (Debian: apt-get install postgresql-client)")
+        }
         var environment = ProcessInfo.processInfo.environment
         environment["PGCONNECT_TIMEOUT"] = "10"
         let arguments = ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url] + statements.flatMap { ["-c", $0] }
@@ -122,14 +125,10 @@ enum PostgresTestServer {
     private static func resolveServer() async throws -> Server? {
         let environment = ProcessInfo.processInfo.environment
         if let given = environment[urlVariable], !given.isEmpty {
-            guard let client = psqlClient else {
-                throw PostgresTestServerError(
-                    description: "\(urlVariable) is set but there is no psql client (Debian: apt-get install postgresql-client)")
-            }
             guard let parts = URLComponents(string: given), ["postgres", "postgresql"].contains(parts.scheme ?? "") else {
                 throw PostgresTestServerError(description: "\(urlVariable) is not a postgres:// URL: \(given)")
             }
-            let server = Server(adminURL: given, psql: client)
+            let server = Server(adminURL: given)
             try await waitUntilAccepting(server, seconds: 30)
             return server
         }
@@ -148,7 +147,7 @@ enum PostgresTestServer {
     fileprivate static func waitUntilAccepting(_ server: Server, seconds: Double) async throws {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while true {
-            let result = try await psql(server.psql, server.adminURL, ["select 1"], timeout: 15)
+            let result = try await psql(server.adminURL, ["select 1"], timeout: 15)
             if result.status == 0, result.stdout.trimmed == "1" { return }
             guard ContinuousClock.now < deadline else {
                 throw PostgresTestServerError(
@@ -169,10 +168,9 @@ struct PostgresTestServerError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// A reachable server: the URL of a database to run `CREATE DATABASE` in, and the client.
+/// A reachable server, as the URL of a database to run `CREATE DATABASE` in.
 private struct Server: Sendable {
     let adminURL: String
-    let psql: URL
 
     /// The admin URL with the database replaced, `sslmode=disable` added when it names none.
     func url(database name: String) -> String {
@@ -195,13 +193,12 @@ private enum LocalCluster {
     /// A lock file serialises this between test processes, so two runs starting together neither
     /// both start a cluster nor remove the folder the other is filling.
     static func findOrStart(bin: URL) async throws -> Server {
-        try await withFileLock(parent.appendingPathComponent("roundup-test-postgres.lock").path, timeout: 180) { () async throws -> Server in
+        let lock = parent.appendingPathComponent("roundup-test-postgres.lock").path
+        let (server, reused) = try await withFileLock(lock, timeout: 180) { () async throws -> (Server, Bool) in
             for (folder, port) in existingFolders() {
                 switch await probe(folder: folder, port: port, bin: bin) {
                 case .ours:
-                    let server = Server(adminURL: adminURL(port: port), psql: bin.appendingPathComponent("psql"))
-                    await dropOldDatabases(server)
-                    return server
+                    return (Server(adminURL: adminURL(port: port)), true)
                 case .silent:
                     await discard(folder: folder, bin: bin)
                 case .busyOrForeign:
@@ -215,7 +212,7 @@ private enum LocalCluster {
                 let folder = parent.appendingPathComponent("\(folderPrefix)\(port)")
                 if FileManager.default.fileExists(atPath: folder.path) { continue }
                 do {
-                    return try await start(folder: folder, port: port, bin: bin)
+                    return (try await start(folder: folder, port: port, bin: bin), false)
                 } catch let error as PortTaken {
                     lastError = error
                     await discard(folder: folder, bin: bin)
@@ -224,6 +221,9 @@ private enum LocalCluster {
             throw PostgresTestServerError(
                 description: "no free port for a PostgreSQL test cluster after 5 tries: \(lastError.map { "\($0)" } ?? "every folder name was taken")")
         }
+        // Outside the lock: dropping many databases takes a while.
+        if reused { await dropOldDatabases(server) }
+        return server
     }
 
     static func adminURL(port: Int) -> String { "postgres://postgres@127.0.0.1:\(port)/postgres?sslmode=disable" }
@@ -250,8 +250,7 @@ private enum LocalCluster {
             in: URL(fileURLWithPath: "/"), timeout: 15)
         // pg_isready: 0 accepting, 1 rejecting (starting or stopping), 2 no response.
         guard let ready, ready.status == 0 || ready.status == 1 else { return .silent }
-        let shown = try? await PostgresTestServer.psql(
-            bin.appendingPathComponent("psql"), adminURL(port: port), ["SHOW data_directory"], timeout: 15)
+        let shown = try? await PostgresTestServer.psql(adminURL(port: port), ["SHOW data_directory"], timeout: 15)
         return shown?.status == 0 && shown?.stdout.trimmed == data ? .ours : .busyOrForeign
     }
 
@@ -313,7 +312,7 @@ private enum LocalCluster {
             throw PostgresTestServerError(
                 description: "the PostgreSQL test cluster in \(folder.path) did not start: \(started.stderr.trimmed)\n\(logText.trimmed)")
         }
-        let server = Server(adminURL: adminURL(port: port), psql: bin.appendingPathComponent("psql"))
+        let server = Server(adminURL: adminURL(port: port))
         do {
             try await PostgresTestServer.waitUntilAccepting(server, seconds: 30)
         } catch {
@@ -330,11 +329,10 @@ private enum LocalCluster {
             SELECT datname FROM pg_database WHERE datname ~ '^t_[0-9a-f]{16}$' \
             AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification < now() - interval '1 hour'
             """
-        guard let listed = try? await PostgresTestServer.psql(server.psql, server.adminURL, [query]), listed.status == 0 else { return }
+        guard let listed = try? await PostgresTestServer.psql(server.adminURL, [query]), listed.status == 0 else { return }
         let names = listed.stdout.split(separator: "\n").map(String.init).filter(PostgresTestServer.isTestDatabaseName)
         guard !names.isEmpty else { return }
-        _ = try? await PostgresTestServer.psql(
-            server.psql, server.adminURL, names.map { "DROP DATABASE IF EXISTS \($0) WITH (FORCE)" }, timeout: 300)
+        _ = try? await PostgresTestServer.psql(server.adminURL, names.map { "DROP DATABASE IF EXISTS \($0) WITH (FORCE)" }, timeout: 300)
     }
 
     /// Runs a server tool as the postgres user when this process is root (through `runuser`),
