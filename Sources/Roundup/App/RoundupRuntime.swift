@@ -24,6 +24,8 @@ public struct RoundupRuntime: Sendable {
     public let housekeeper: Housekeeper
     public let clock: any WallClock
     public let logger: Logger
+    /// Set when a graceful stop begins (`/healthz` then answers 503).
+    public let drain = DrainState()
 
     /// Opens the database named by the config and wires the services.
     public init(config: RoundupConfig, clock: any WallClock = SystemWallClock(), logger: Logger) throws {
@@ -60,7 +62,7 @@ public struct RoundupRuntime: Sendable {
         let wechat = wechatAPI.map { api in
             SubscribeSender(api: api, tokens: AccessTokenManager(
                 api: api, appID: config.wechat.appID, secret: config.wechat.appSecret,
-                cache: SQLiteAccessTokenCache(store: store, clock: clock, metrics: metrics, logger: logger), now: { clock.now },
+                cache: StoreAccessTokenCache(store: store, clock: clock, metrics: metrics, logger: logger), now: { clock.now },
                 onRefresh: { metrics.accessTokenRefreshes.increment() }, onFailure: { metrics.accessTokenFailures.increment() }))
         }
         let sender = DigestSender(store: store, committer: committer, presence: presence, config: self.config, clock: clock,
@@ -102,7 +104,8 @@ public struct RoundupRuntime: Sendable {
     public func buildRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(logger: logger))
-        StatusController(store: store, gauges: StatusGauges(store: store, presence: presence, metrics: metrics, config: config, clock: clock, logger: logger))
+        StatusController(store: store, gauges: StatusGauges(store: store, presence: presence, metrics: metrics, config: config, clock: clock, logger: logger),
+                         drain: drain)
             .addRoutes(to: router)
         IMCallbackController(ingestor: ingestor, config: config, clock: clock, metrics: metrics, logger: logger)
             .addRoutes(to: router)
@@ -150,7 +153,12 @@ public struct RoundupRuntime: Sendable {
             let beat = InstanceHeartbeat(store: store, engine: engine, fingerprint: config.snapshot.digest.fingerprint,
                                          clock: clock, logger: logger)
             try await beat.beat()
-            heartbeat = [beat]
+            let presence = self.presence, scheduler = self.scheduler
+            let notifier = PostgresNotifier(
+                engine: engine, logger: logger, onWake: { scheduler.wake() },
+                onPresence: { notes in for n in notes { presence.applyRemote(user: n.user, online: n.online, eventTime: n.eventTime) } })
+            presence.observe { user, online, time in notifier.publish(PresenceNote(user: user, online: online, eventTime: time)) }
+            heartbeat = [beat, notifier]
         }
         let cfg = config.snapshot
         if cfg.wechat.isDryRun {
@@ -167,10 +175,13 @@ public struct RoundupRuntime: Sendable {
         let reloader = ConfigReloader(
             path: configPath ?? (FileManager.default.fileExists(atPath: ConfigLoader.defaultPath) ? ConfigLoader.defaultPath : nil),
             loader: loader, live: config, scheduler: scheduler, store: store, metrics: metrics, logger: logger, clock: clock)
-        // Later entries stop first: the HTTP application, then the reloader and the background
-        // services, and last the heartbeat (which then releases unstarted claims).
+        // Later entries stop first: the drain gate (503 on /healthz while requests are still
+        // served), the HTTP application, the reloader, the background services (sends in flight
+        // finish), and last the notifier and the heartbeat (which releases unstarted claims).
+        // Several instances sit behind a load balancer, which needs a moment to see the 503.
+        let drainPeriod: Duration = store.postgres == nil ? .zero : .seconds(2)
         let group = ServiceGroup(
-            services: heartbeat + backgroundServices() + [reloader, app],
+            services: heartbeat + backgroundServices() + [reloader, app, DrainGate(state: drain, period: drainPeriod)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()

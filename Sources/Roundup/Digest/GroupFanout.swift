@@ -75,6 +75,9 @@ public final class GroupFanout: Service, Sendable {
         do {
             let lifecycle = DigestLifecycle(config: cfg, now: now)
             let delivered = try await store.write { tx -> Int in
+                // Another instance may be fanning out the same row: the lock makes this one wait
+                // for it, then see the row done and skip it, so each group message is fanned out once.
+                guard try tx.lockPendingFanout(g.id) else { return 0 }
                 var count = 0
                 for member in members where member.account != g.sender && (member.msgFlag ?? "AcceptAndNotify") == "AcceptAndNotify" {
                     let user = try tx.user(member.account)

@@ -41,9 +41,13 @@ public final class Housekeeper: Service, Sendable {
         let now = clock.timestamp
         let lifecycle = DigestLifecycle(config: cfg, now: now)
         do {
-            let expired = try await store.write { tx in try lifecycle.expireOld(tx) }
+            // One instance at a time: on PostgreSQL each step runs only where its lock was free.
+            let expired = try await store.write { tx in try tx.tryExclusive(.housekeeping) ? try lifecycle.expireOld(tx) : 0 }
             for _ in 0..<expired { metrics.digestFinished("expired") }
-            let purged = try await store.purgeTextAsync(finishedBefore: now - cfg.storage.textRetention.milliseconds, now: now)
+            let cutoff = now - cfg.storage.textRetention.milliseconds
+            let purged = try await store.write { tx in
+                try tx.tryExclusive(.housekeeping) ? try tx.purgeText(finishedBefore: cutoff, now: now) : 0
+            }
             await store.truncateWAL()
             return (expired, purged)
         } catch {

@@ -103,9 +103,13 @@ struct QueryValues {
 struct StatusController: Sendable {
     let store: RoundupStore
     let gauges: StatusGauges
+    let drain: DrainState
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("/healthz") { _, _ -> Response in
+            if drain.isDraining {
+                return jsonResponse(.serviceUnavailable, .object([("error", .string("this instance is shutting down"))]))
+            }
             guard await store.isHealthy() else {
                 return jsonResponse(.serviceUnavailable, .object([("error", .string("the database does not answer"))]))
             }

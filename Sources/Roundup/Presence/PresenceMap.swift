@@ -29,6 +29,7 @@ public final class PresenceMap: Sendable {
 
     private static let shardCount = 64
     private let shards: [Shard]
+    private let observer = Mutex<(@Sendable (_ user: String, _ online: Bool, _ eventTime: Int64) -> Void)?>(nil)
     private let onlineCount = Atomic<Int>(0)
     private let offlineCount = Atomic<Int>(0)
 
@@ -46,6 +47,23 @@ public final class PresenceMap: Sendable {
     /// event older than the last one applied for the user is ignored; an equal one applies.
     @discardableResult
     public func apply(user: String, online: Bool, eventTime: Int64) -> Change {
+        let change = applyEvent(user: user, online: online, eventTime: eventTime)
+        if change.applied, let observer = observer.withLock({ $0 }) { observer(user, online, eventTime) }
+        return change
+    }
+
+    /// Applies an event another instance received (the same EventTime guard; not passed on again).
+    @discardableResult
+    public func applyRemote(user: String, online: Bool, eventTime: Int64) -> Change {
+        applyEvent(user: user, online: online, eventTime: eventTime)
+    }
+
+    /// Calls `observe` with every event `apply` applies (several instances pass them on).
+    public func observe(_ observe: @escaping @Sendable (_ user: String, _ online: Bool, _ eventTime: Int64) -> Void) {
+        observer.withLock { $0 = observe }
+    }
+
+    private func applyEvent(user: String, online: Bool, eventTime: Int64) -> Change {
         let change = shard(user).map.withLock { map -> Change in
             if let old = map[user] {
                 let previous: PresenceState = old.online ? .online : .offline

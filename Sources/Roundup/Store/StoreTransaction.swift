@@ -135,6 +135,22 @@ public protocol StoreTransaction {
     /// starts); on PostgreSQL those of instances that are not live.
     func orphanedSends() throws -> [Int64]
 
+    /// Wakes every instance's scheduler when this transaction commits (a flush, a binding, a
+    /// credit). PostgreSQL: a notification to the other instances; SQLite: nothing (one `serve`,
+    /// which also polls every second).
+    func notifyInstances() throws
+    /// Whether this transaction may do the one-at-a-time job (housekeeping); held until it ends.
+    /// PostgreSQL: a transaction-scoped advisory lock, not waited for; SQLite: always.
+    func tryExclusive(_ job: ExclusiveJob) throws -> Bool
+    /// Locks a group message whose fan-out is pending, for this transaction; false when another
+    /// writer finished it first (then it is not fanned out again).
+    func lockPendingFanout(_ id: Int64) throws -> Bool
+    /// Takes the access-token refresh lease for `seconds` unless another instance holds a live
+    /// one (by the database's clock): one instance fetches a token, the others read it. SQLite: always.
+    func takeTokenRefreshLease(seconds: Double) throws -> Bool
+    /// Ends this instance's refresh lease.
+    func releaseTokenRefreshLease() throws
+
     // MARK: group messages
 
     /// Stores a group message once per GroupId+MsgSeq; returns its row id, or nil for a duplicate.
@@ -180,6 +196,11 @@ public protocol StoreTransaction {
     func saveAccessToken(_ token: String, expiresAt: Timestamp, now: Timestamp) throws
     /// Removes everything held about a user; false when the user was unknown.
     func eraseUser(_ id: String) throws -> Bool
+}
+
+/// Work that one instance at a time does.
+public enum ExclusiveJob: Int64, Sendable {
+    case housekeeping = 1
 }
 
 /// One line of a digest's decision log.
@@ -267,6 +288,7 @@ extension StoreTransaction {
     public func requestFlush(_ id: Int64, at: Timestamp, force: Bool, now: Timestamp, note: String) throws -> Bool {
         guard try setFlushRequest(id, at: at, force: force, now: now) else { return false }
         try appendEvent(digest: id, at: now, kind: .flush, detail: note)
+        try notifyInstances()
         return true
     }
 
@@ -300,6 +322,7 @@ extension StoreTransaction {
         }
         credit.updatedAt = now
         try saveCredit(credit)
+        try notifyInstances()
         return (true, credit)
     }
 
@@ -316,6 +339,7 @@ extension StoreTransaction {
         user.profile = update.profile.applied(to: user.profile)
         user.updatedAt = now
         try saveUser(user)
+        try notifyInstances()
         return user
     }
 
@@ -351,6 +375,7 @@ extension StoreTransaction {
                 result.created += 1
             }
         }
+        try notifyInstances()
         return result
     }
 }

@@ -5,6 +5,16 @@ import Foundation
 public protocol AccessTokenCache: Sendable {
     func load() async throws -> AccessToken?
     func save(_ token: AccessToken) async throws
+    /// Asks to be the one process that fetches a new token now; false while another holds that
+    /// right (it will `save` what it gets). A cache used by one process always says yes.
+    func beginRefresh() async -> Bool
+    /// Gives the right back after a fetch, whatever its outcome.
+    func endRefresh() async
+}
+
+extension AccessTokenCache {
+    public func beginRefresh() async -> Bool { true }
+    public func endRefresh() async {}
 }
 
 /// An `AccessTokenCache` that keeps the token in memory, and every save, for tests.
@@ -36,7 +46,6 @@ public actor AccessTokenManager {
     private let onFailure: @Sendable () -> Void
 
     private var current: AccessToken?
-    private var triedCache = false
     private var refreshing = false
     private var waiters: [CheckedContinuation<Result<AccessToken, WeChatAPIError>, Never>] = []
     private var lastFetch: Date?
@@ -97,14 +106,34 @@ public actor AccessTokenManager {
         token.expiresAt > now()
     }
 
+    /// How long to wait for the token another process is fetching before fetching one here.
+    static let sharedRefreshWait: Duration = .seconds(5)
+
     private func refresh() async -> Result<AccessToken, WeChatAPIError> {
-        if !triedCache {
-            triedCache = true
-            if let cache, let stored = try? await cache.load(), isFresh(stored) {
-                current = stored
-                return .success(stored)
-            }
+        // Another process sharing the cache (an instance on the same database) may have
+        // refreshed already, or be refreshing now: use its token rather than fetch another.
+        if let cache, let stored = try? await cache.load(), isFresh(stored) {
+            current = stored
+            return .success(stored)
         }
+        if let cache, await !cache.beginRefresh() {
+            let deadline = ContinuousClock.now + Self.sharedRefreshWait
+            while ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(200))
+                if let stored = try? await cache.load(), isFresh(stored) {
+                    current = stored
+                    return .success(stored)
+                }
+            }
+            // The other process did not deliver in time: fetch here (stable_token without
+            // force_refresh does not invalidate the token the other one may still get).
+        }
+        let result = await fetch()
+        await cache?.endRefresh()
+        return result
+    }
+
+    private func fetch() async -> Result<AccessToken, WeChatAPIError> {
         // WeChat's stable token can be short-lived near rotation; do not hammer it.
         if let current, isUnexpired(current), let lastFetch, now().timeIntervalSince(lastFetch) < Self.minimumFetchInterval {
             return .success(current)

@@ -16,9 +16,11 @@ extension DigestPipelineTests {
 
     @Test("min_interval counts from a send that ended in doubt: a digest opened after it waits the full interval")
     func minIntervalFromInDoubt() async throws {
-        try await withWorld(yaml: Self.minIntervalYAML, wechatTimeout: .milliseconds(300)) { w in
+        // The call's deadline (2 s) ends well before the fake answers (4 s), and far enough from
+        // the start that a loaded machine still gets the request out first.
+        try await withWorld(yaml: Self.minIntervalYAML, wechatTimeout: .seconds(2)) { w in
             try bind(w, "parent_001", openid: "oP1", credits: 2)
-            await w.wechat.script.enqueue(.delay(.seconds(1)))
+            await w.wechat.script.enqueue(.delay(.seconds(4)))
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 60)
             await w.runtime.scheduler.runOnce()
@@ -106,9 +108,9 @@ extension DigestPipelineTests {
 
     @Test("an in-doubt send settled by a sent event that came later spends its one-time credit")
     func settleEventAfter() async throws {
-        try await withWorld(wechatTimeout: .milliseconds(300)) { w in
+        try await withWorld(wechatTimeout: .seconds(2)) { w in
             try bind(w, "parent_001", openid: "oP1", credits: 2)
-            await w.wechat.script.enqueue(.delay(.seconds(1)))
+            await w.wechat.script.enqueue(.delay(.seconds(4)))
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
             await w.runtime.scheduler.runOnce()

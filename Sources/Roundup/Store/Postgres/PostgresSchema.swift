@@ -236,6 +236,14 @@ enum PostgresSchema {
             since_at BIGINT NOT NULL
         );
 
+        -- Which instance fetches the WeChat access token now (WeChat invalidates the previous
+        -- token on each fetch, so only one fetches; the others read the access_token row).
+        CREATE TABLE token_refresh_lease (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            holder TEXT NOT NULL,
+            until TIMESTAMPTZ NOT NULL
+        );
+
         -- One row per live `roundup serve`: renewed every few seconds by the database's clock.
         CREATE TABLE instances (
             id TEXT PRIMARY KEY,

@@ -581,6 +581,34 @@ public struct PostgresTransaction: StoreTransaction {
             """, instance.timeoutSeconds).rows.map { try $0.int64("id") }
     }
 
+    /// Advisory lock keys: a fixed prefix, then the job.
+    static let exclusiveLockBase: Int64 = 0x526F_756E_6475_1000
+
+    public func notifyInstances() throws {
+        try run("SELECT pg_notify($1, $2)", PostgresNotifier.channel, "w:\(instance.id)")
+    }
+
+    public func tryExclusive(_ job: ExclusiveJob) throws -> Bool {
+        try one("SELECT pg_try_advisory_xact_lock($1) AS got", Self.exclusiveLockBase + job.rawValue)?.bool("got") ?? false
+    }
+
+    public func lockPendingFanout(_ id: Int64) throws -> Bool {
+        try one("SELECT id FROM group_messages WHERE id = $1 AND fanout_state = 'pending' FOR UPDATE", id) != nil
+    }
+
+    public func takeTokenRefreshLease(seconds: Double) throws -> Bool {
+        try one("""
+            INSERT INTO token_refresh_lease (id, holder, until) VALUES (1, $1, now() + make_interval(secs => $2))
+            ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                WHERE token_refresh_lease.until < now() OR token_refresh_lease.holder = excluded.holder
+            RETURNING holder
+            """, instance.id, seconds) != nil
+    }
+
+    public func releaseTokenRefreshLease() throws {
+        try run("UPDATE token_refresh_lease SET until = now() WHERE id = 1 AND holder = $1", instance.id)
+    }
+
     /// Registers this instance or renews its heartbeat (by the database's clock).
     func heartbeat(host: String, pid: Int, version: String, fingerprint: String) throws {
         try run("""

@@ -51,4 +51,16 @@ extension SQLiteTransaction {
     public func holdsSendRight(_ id: Int64) throws -> Bool { true }
 
     public func orphanedSends() throws -> [Int64] { try digestIDs(in: .sending) }
+
+    public func notifyInstances() throws {}
+
+    public func tryExclusive(_ job: ExclusiveJob) throws -> Bool { true }
+
+    public func lockPendingFanout(_ id: Int64) throws -> Bool {
+        try String.cachedOne(db, sql: "SELECT fanout_state FROM group_messages WHERE id = ?", arguments: [id]) == "pending"
+    }
+
+    public func takeTokenRefreshLease(seconds: Double) throws -> Bool { true }
+
+    public func releaseTokenRefreshLease() throws {}
 }

@@ -2,7 +2,7 @@ import Logging
 
 /// The access token cached in the database, so a restart does not fetch a new one. A failed
 /// save is logged and counted (the token still works from memory).
-struct SQLiteAccessTokenCache: AccessTokenCache {
+struct StoreAccessTokenCache: AccessTokenCache {
     let store: RoundupStore
     let clock: any WallClock
     let metrics: RoundupMetrics
@@ -21,4 +21,16 @@ struct SQLiteAccessTokenCache: AccessTokenCache {
             throw error
         }
     }
+
+    /// On PostgreSQL a lease row by the database's clock: one instance fetches, the others read
+    /// the token it saves. The lease outlives a hung fetch by at most `leaseSeconds`.
+    func beginRefresh() async -> Bool {
+        (try? await store.write { tx in try tx.takeTokenRefreshLease(seconds: Self.leaseSeconds) }) ?? true
+    }
+
+    func endRefresh() async {
+        _ = try? await store.write { tx in try tx.releaseTokenRefreshLease() }
+    }
+
+    static let leaseSeconds = 30.0
 }
