@@ -17,7 +17,7 @@ struct AdminController: Sendable {
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         let admin = router.group("admin").add(middleware: BearerAuthMiddleware<Context>(config: config))
         admin.put("users/:id") { request, context in try await putUser(request, id: try userID(context)) }
-        admin.get("users/:id") { _, context in try getUser(id: try userID(context)) }
+        admin.get("users/:id") { _, context in try await getUser(id: try userID(context)) }
         admin.delete("users/:id") { request, context in try await deleteUser(request, id: try userID(context)) }
         admin.post("credits") { request, _ in try await postCredits(request) }
     }
@@ -32,29 +32,31 @@ struct AdminController: Sendable {
     private func putUser(_ request: Request, id: String) async throws -> Response {
         let body = try await decodeBody(UserBindingBody.self, request, refusingUnknownFields: true)
         do {
-            try bindings.bind(id, BindingRequest(openid: body.openid, name: body.name, profile: body.profile))
+            let bindings = self.bindings
+            try await store.blocking { try bindings.bind(id, BindingRequest(openid: body.openid, name: body.name, profile: body.profile)) }
         } catch let error as BindingError {
             switch error {
             case .invalid: throw APIError(.unprocessableContent, error.description)
             case .openidBoundElsewhere: throw APIError(.conflict, error.description)
             }
         }
-        return jsonResponse(.ok, try userObject(id))
+        return jsonResponse(.ok, try await userObject(id))
     }
 
-    private func getUser(id: String) throws -> Response {
-        guard try store.isKnown(user: id) else { throw APIError(.notFound, "no user \(id) is known") }
-        return jsonResponse(.ok, try userObject(id))
+    private func getUser(id: String) async throws -> Response {
+        guard try await store.read({ tx in try tx.isKnown(user: id) }) else { throw APIError(.notFound, "no user \(id) is known") }
+        return jsonResponse(.ok, try await userObject(id))
     }
 
     private func deleteUser(_ request: Request, id: String) async throws -> Response {
         let erase = request.uri.queryParameters.get("erase") == "true"
         if erase {
-            guard try store.eraseUser(id) else { throw APIError(.notFound, "no user \(id) is known") }
+            guard try await store.write({ tx in try tx.eraseUser(id) }) else { throw APIError(.notFound, "no user \(id) is known") }
             // The erased rows' old page images must not stay readable in the write-ahead log.
             await store.truncateWAL()
         } else {
-            guard try store.unbindUser(id, now: clock.timestamp) != nil else { throw APIError(.notFound, "no user \(id) is known") }
+            let store = self.store, now = clock.timestamp
+            guard try await store.blocking({ try store.unbindUser(id, now: now) != nil }) else { throw APIError(.notFound, "no user \(id) is known") }
         }
         return Response(status: .noContent)
     }
@@ -74,12 +76,15 @@ struct AdminController: Sendable {
     }
 
     /// The user object of `GET /admin/users/{id}`.
-    private func userObject(_ id: String) throws -> JSONValue {
-        let user = try store.user(id)
+    private func userObject(_ id: String) async throws -> JSONValue {
+        let (user, stored, digest) = try await store.read { tx -> (User?, [Credit], DigestSummary?) in
+            let user = try tx.user(id)
+            return (user, try user?.openid.map { try tx.credits(openid: $0) } ?? [], try tx.digestSummaries(.active(user: id), limit: nil).first)
+        }
         let cfg = config.snapshot
         var credits: [(String, JSONValue)] = []
-        if let openid = user?.openid {
-            for c in try store.credits(openid: openid) {
+        if user?.openid != nil {
+            for c in stored {
                 let longTerm = cfg.template(id: c.templateID)?.kind == .longTerm
                 credits.append((c.templateID, .int(Int64(longTerm ? (c.subscribed ? 1 : 0) : c.count))))
             }
@@ -87,7 +92,7 @@ struct AdminController: Sendable {
         return .object([
             ("im_user_id", .string(id)), ("openid", .string(user?.openid)), ("name", .string(user?.name)),
             ("profile", .string(user?.profile)), ("presence", .string(presence.state(of: id).rawValue)),
-            ("credits", .object(credits)), ("digest", try store.activeDigestSummary(for: id)?.json ?? .null),
+            ("credits", .object(credits)), ("digest", digest?.json ?? .null),
         ])
     }
 

@@ -15,8 +15,8 @@ struct AdminDigestController: Sendable {
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         let admin = router.group("admin").add(middleware: BearerAuthMiddleware<Context>(config: config))
-        admin.get("digests") { request, _ in try list(request) }
-        admin.post("digests/:id/flush") { request, context in try flush(request, id: try userID(context)) }
+        admin.get("digests") { request, _ in try await list(request) }
+        admin.post("digests/:id/flush") { request, context in try await flush(request, id: try userID(context)) }
     }
 
     /// The path's user id, percent-decoded once.
@@ -27,7 +27,7 @@ struct AdminDigestController: Sendable {
     }
 
     /// `GET /admin/digests?state=open[&limit=N]`: without `state`, the open and held digests.
-    private func list(_ request: Request) throws -> Response {
+    private func list(_ request: Request) async throws -> Response {
         let states: [DigestState]
         if let raw = request.uri.queryParameters.get("state") {
             guard let state = DigestState(rawValue: raw) else {
@@ -43,16 +43,18 @@ struct AdminDigestController: Sendable {
             guard let n = Int(raw), n >= 1 else { throw APIError(.badRequest, "limit must be a positive whole number") }
             limit = n
         }
-        let digests = try store.digestSummaries(states: states, limit: limit)
+        let chosen = (states, limit)
+        let digests = try await store.read { tx in try tx.digestSummaries(.states(chosen.0, user: nil), limit: chosen.1) }
         return jsonResponse(.ok, .object([("digests", .array(digests.map(\.json)))]))
     }
 
     /// `POST /admin/digests/{id}/flush[?force=true]`: 202 with the digest; 404 without an open one.
-    private func flush(_ request: Request, id: String) throws -> Response {
+    private func flush(_ request: Request, id: String) async throws -> Response {
         let force = request.uri.queryParameters.get("force") == "true"
         let now = clock.timestamp
         let note = "flushed by the operator (POST /admin/digests/…/flush\(force ? "?force=true: quiet hours skipped" : ""))"
-        switch try store.flushDigest(user: id, at: now, force: force, now: now, note: note) {
+        let store = self.store
+        switch try await store.blocking({ try store.flushDigest(user: id, at: now, force: force, now: now, note: note) }) {
         case .flushed(let digest):
             onFlushed()
             return jsonResponse(.accepted, digest.json)

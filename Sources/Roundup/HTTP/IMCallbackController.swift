@@ -116,7 +116,9 @@ struct StatusController: Sendable {
             return jsonResponse(.ok, .object([("status", .string("ok"))]))
         }
         router.get("/metrics") { _, _ -> Response in
-            textResponse(.ok, gauges.refreshedExposition(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            let gauges = self.gauges
+            let text = (try? await store.blocking { gauges.refreshedExposition() }) ?? gauges.refreshedExposition()
+            return textResponse(.ok, text, contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
     }
 }

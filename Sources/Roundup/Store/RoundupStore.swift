@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 
 /// Roundup's database: the one way the rest of the library reads and writes state. It runs
 /// typed operations (`StoreTransaction`) on an engine: SQLite (`SQLiteEngine`, the embedded
@@ -37,6 +38,13 @@ public final class RoundupStore: Sendable {
     /// Runs typed operations in one write transaction without blocking a thread of the cooperative pool.
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
         try await engine.write(body)
+    }
+
+    /// Runs synchronous store work (several one-call operations, a CLI-style report) on a thread
+    /// outside the cooperative pool, which must never wait on the database: with PostgreSQL each
+    /// call is a network round trip. HTTP handlers call the store this way.
+    public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(body)
     }
 
     /// Whether the database answers a trivial query (for `/healthz`).

@@ -33,8 +33,8 @@ struct PostgresCoordinationTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await notifierA.run() }
             group.addTask { try await notifierB.run() }
-            // Both listeners connect before anything is sent.
-            try await Task.sleep(for: .milliseconds(500))
+            // Both listeners are up before anything is sent (a notification is not stored).
+            #expect(await Self.eventually(20) { notifierA.isListening && notifierB.isListening })
             _ = try await a.applyCreditAsync(openid: "o1", templateID: "T", change: .add(1), eventKey: nil, now: t0)
             #expect(await Self.eventually(5) { wakesAtB.value == 1 })
             _ = try await a.write { tx in try tx.updateUser("p1", UserUpdate(openid: .set("o9")), now: t0) }

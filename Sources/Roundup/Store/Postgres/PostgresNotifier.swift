@@ -32,6 +32,10 @@ public final class PostgresNotifier: Service, Sendable {
     let onWake: @Sendable () -> Void
     let onPresence: @Sendable ([PresenceNote]) -> Void
     private let pending = Mutex<[PresenceNote]>([])
+    private let listening = Atomic<Bool>(false)
+
+    /// Whether the listening connection is up (notifications sent before that are missed).
+    public var isListening: Bool { listening.load(ordering: .relaxed) }
 
     public init(engine: PostgresEngine, logger: Logger, onWake: @escaping @Sendable () -> Void,
                 onPresence: @escaping @Sendable ([PresenceNote]) -> Void) {
@@ -64,11 +68,13 @@ public final class PostgresNotifier: Service, Sendable {
                     on: MultiThreadedEventLoopGroup.singleton.any(), configuration: engine.configuration, id: 0, logger: logger).get()
                 do {
                     let notifications = try await connection.listen(Self.channel)
+                    listening.store(true, ordering: .relaxed)
                     logger.debug("listening for other instances")
                     for try await note in notifications { receive(note.payload) }
                 } catch {
                     if !Task.isCancelled { logger.warning("the notification connection dropped", metadata: ["error": "\(RoundupStore.explain(error))"]) }
                 }
+                listening.store(false, ordering: .relaxed)
                 try? await connection.close()
             } catch {
                 logger.warning("cannot listen for other instances", metadata: ["error": "\(ConnectionPool.explainConnect(error))"])
