@@ -1,6 +1,10 @@
 import Foundation
 import Logging
 import Roundup
+import Synchronization
+
+/// The PostgreSQL server the benchmark runs on (`--postgres URL`), or nil for SQLite.
+let benchPostgresServer = Mutex<PostgresURL?>(nil)
 
 /// What every scenario runs in: a temporary folder, the fake WeChat and IM servers from `Demo/`
 /// on loopback, and a config that points the service at them.
@@ -11,6 +15,8 @@ struct BenchWorld: Sendable {
     let wechatBase: String
     let imBase: String
     let logger: Logger
+    /// The scenario's own PostgreSQL database, created for it and dropped afterwards; nil on SQLite.
+    let postgres: PostgresURL?
 
     var databasePath: String { dir.appendingPathComponent("roundup.sqlite").path }
 
@@ -21,16 +27,37 @@ struct BenchWorld: Sendable {
         defer { try? FileManager.default.removeItem(at: dir) }
         let wechat = FakeWeChatServer()
         let im = FakeIMServer()
-        return try await wechat.withRunning { wechatBase in
-            try await im.withRunning { imBase in
-                try await body(BenchWorld(dir: dir, wechat: wechat, im: im, wechatBase: wechatBase, imBase: imBase, logger: logger))
+        var database: PostgresURL?
+        if let server = benchPostgresServer.withLock({ $0 }) {
+            let name = "roundup_bench_\(UInt32.random(in: 0...UInt32.max))"
+            try await PostgresAdmin.createDatabase(name, on: server)
+            database = server
+            database?.database = name
+        }
+        do {
+            let result = try await wechat.withRunning { wechatBase in
+                try await im.withRunning { imBase in
+                    try await body(BenchWorld(dir: dir, wechat: wechat, im: im, wechatBase: wechatBase, imBase: imBase, logger: logger,
+                                              postgres: database))
+                }
             }
+            if let database, let server = benchPostgresServer.withLock({ $0 }) { try? await PostgresAdmin.dropDatabase(database.database, on: server) }
+            return result
+        } catch {
+            if let database, let server = benchPostgresServer.withLock({ $0 }) { try? await PostgresAdmin.dropDatabase(database.database, on: server) }
+            throw error
         }
     }
 
     /// The service's config: loopback on a free port, signed callbacks, both fakes, one template,
     /// and `digest` keys as given (indented two spaces, e.g. `"  window: 10m\n"`).
     func config(digest: String = "", synchronous: String = "normal") throws -> RoundupConfig {
+        var loaded = try sqliteConfig(digest: digest, synchronous: synchronous)
+        if let postgres { loaded.storage.url = postgres }
+        return loaded
+    }
+
+    private func sqliteConfig(digest: String, synchronous: String) throws -> RoundupConfig {
         let yaml = """
             server:
               host: 127.0.0.1

@@ -61,6 +61,9 @@ struct RoundupBench: AsyncParsableCommand {
     @Option(help: "Users holding them, one open digest each (default 100000; --quick 2000).")
     var startupUsers: Int?
 
+    @Option(help: "Run on PostgreSQL: a server URL (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable); each scenario gets its own new database, dropped afterwards. The startup scenario is SQLite only.")
+    var postgres: String?
+
     /// Every knob with the default (or --quick) filled in.
     struct Settings: Sendable {
         var connections: Int
@@ -119,6 +122,14 @@ struct RoundupBench: AsyncParsableCommand {
         var logger = Logger(label: "roundup-bench")
         logger.logLevel = .warning
         let s = settings
+        if let postgres {
+            do {
+                let url = try PostgresURL(parsing: postgres)
+                benchPostgresServer.withLock { $0 = url }
+            } catch {
+                throw ValidationError("--postgres: \(error)")
+            }
+        }
         var report = BenchReport()
         for scenario in scenarios.isEmpty ? Scenario.allCases : scenarios {
             do {
@@ -132,6 +143,8 @@ struct RoundupBench: AsyncParsableCommand {
                         .run(into: &report)
                 case .flush:
                     try await FlushScenario(users: s.flushUsers, sendConcurrency: s.sendConcurrency, logger: logger).run(into: &report)
+                case .startup where postgres != nil:
+                    logger.warning("startup skipped: the scenario builds an SQLite file; run it without --postgres")
                 case .startup:
                     try await StartupScenario(messages: s.startupMessages, users: s.startupUsers, logger: logger).run(into: &report)
                 }

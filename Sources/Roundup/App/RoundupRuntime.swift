@@ -26,6 +26,10 @@ public struct RoundupRuntime: Sendable {
     public let logger: Logger
     /// Set when a graceful stop begins (`/healthz` then answers 503).
     public let drain = DrainState()
+    /// PostgreSQL: this instance's heartbeat, and the notifier that carries wake-ups and
+    /// presence between instances. Nil on SQLite.
+    public let heartbeat: InstanceHeartbeat?
+    public let notifier: PostgresNotifier?
 
     /// Opens the database named by the config and wires the services.
     public init(config: RoundupConfig, clock: any WallClock = SystemWallClock(), logger: Logger) throws {
@@ -73,13 +77,27 @@ public struct RoundupRuntime: Sendable {
         self.housekeeper = Housekeeper(store: store, config: self.config, clock: clock, metrics: metrics, logger: logger)
         self.ledger = SubscriptionLedger(store: store, config: self.config, clock: clock, logger: logger,
                                          onCreditsGranted: { _ in scheduler.wake() })
+        if let engine = store.postgres {
+            self.heartbeat = InstanceHeartbeat(store: store, engine: engine, fingerprint: config.digest.fingerprint, clock: clock, logger: logger)
+            let presence = self.presence
+            let notifier = PostgresNotifier(
+                engine: engine, logger: logger, onWake: { scheduler.wake() },
+                onPresence: { notes in for n in notes { presence.applyRemote(user: n.user, online: n.online, eventTime: n.eventTime) } })
+            presence.observe { user, online, time in notifier.publish(PresenceNote(user: user, online: online, eventTime: time)) }
+            self.notifier = notifier
+        } else {
+            self.heartbeat = nil
+            self.notifier = nil
+        }
     }
 
-    /// The background services, in the order a `ServiceGroup` starts them: the send pipeline
-    /// (when `sending`), group fan-out and housekeeping. `serve` runs them with the HTTP
+    /// The background services, in the order a `ServiceGroup` starts them (and the reverse of
+    /// the order it stops them): on PostgreSQL the heartbeat and the notifier, then the send
+    /// pipeline (when `sending`), group fan-out and housekeeping. `serve` runs them with the HTTP
     /// application and the config reloader; the benchmark runs them around its load.
     public func backgroundServices(sending: Bool = true) -> [any Service] {
-        (sending ? [scheduler] : []) + [fanout, housekeeper]
+        let coordination: [any Service] = ([heartbeat, notifier] as [(any Service)?]).compactMap { $0 }
+        return coordination + (sending ? [scheduler] : []) + [fanout, housekeeper]
     }
 
     /// Runs `backgroundServices(sending:)` around `body`, and stops them when it returns.
@@ -148,18 +166,8 @@ public struct RoundupRuntime: Sendable {
         // SQLite: one serve per file (a lock). PostgreSQL: any number, each with a heartbeat row.
         let lease = store.sqlite == nil ? nil : try ServeLease.acquire(store: store, now: clock.timestamp)
         defer { withExtendedLifetime(lease) {} }
-        var heartbeat: [any Service] = []
-        if let engine = store.postgres {
-            let beat = InstanceHeartbeat(store: store, engine: engine, fingerprint: config.snapshot.digest.fingerprint,
-                                         clock: clock, logger: logger)
-            try await beat.beat()
-            let presence = self.presence, scheduler = self.scheduler
-            let notifier = PostgresNotifier(
-                engine: engine, logger: logger, onWake: { scheduler.wake() },
-                onPresence: { notes in for n in notes { presence.applyRemote(user: n.user, online: n.online, eventTime: n.eventTime) } })
-            presence.observe { user, online, time in notifier.publish(PresenceNote(user: user, online: online, eventTime: time)) }
-            heartbeat = [beat, notifier]
-        }
+        // Registered before the first claim, and before this instance answers anything.
+        try await heartbeat?.beat()
         let cfg = config.snapshot
         if cfg.wechat.isDryRun {
             logger.warning("dry-run mode: digests are rendered and recorded as dry_run, never sent to WeChat",
@@ -181,7 +189,7 @@ public struct RoundupRuntime: Sendable {
         // Several instances sit behind a load balancer, which needs a moment to see the 503.
         let drainPeriod: Duration = store.postgres == nil ? .zero : .seconds(2)
         let group = ServiceGroup(
-            services: heartbeat + backgroundServices() + [reloader, app, DrainGate(state: drain, period: drainPeriod)],
+            services: backgroundServices() + [reloader, app, DrainGate(state: drain, period: drainPeriod)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()

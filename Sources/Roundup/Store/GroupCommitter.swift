@@ -22,6 +22,8 @@ public enum CommitError: Error, Sendable, Equatable {
 public final class GroupCommitter: Sendable {
     private let store: RoundupStore
     private let maxBatch: Int
+    /// Batches committing at once: one on SQLite (one writer), several on PostgreSQL.
+    private let maxBatches: Int
     private let maxQueued: Int
     private let queue = Mutex(QueueState())
     private let transactions = Atomic<Int>(0)
@@ -32,7 +34,7 @@ public final class GroupCommitter: Sendable {
     private struct QueueState {
         var jobs: [any CommitJob] = []
         /// A batch is scheduled or running on the writer queue.
-        var writing = false
+        var batches = 0
         /// Queue length after the last pruning of abandoned jobs.
         var prunedAt = 0
     }
@@ -43,6 +45,7 @@ public final class GroupCommitter: Sendable {
     public init(store: RoundupStore, maxBatch: Int = 512, maxQueued: Int = 20_000) {
         self.store = store
         self.maxBatch = maxBatch
+        self.maxBatches = max(1, store.engine.concurrentWriters)
         self.maxQueued = maxQueued
     }
 
@@ -66,8 +69,8 @@ public final class GroupCommitter: Sendable {
             }
             guard q.jobs.count < maxQueued else { return nil }
             q.jobs.append(job)
-            if q.writing { return false }
-            q.writing = true
+            if q.batches >= maxBatches { return false }
+            q.batches += 1
             return true
         }
         guard let schedule = admitted else { throw CommitError.overloaded }
@@ -106,7 +109,7 @@ public final class GroupCommitter: Sendable {
         }
         let more = queue.withLock { q -> Bool in
             if q.jobs.isEmpty {
-                q.writing = false
+                q.batches -= 1
                 return false
             }
             return true

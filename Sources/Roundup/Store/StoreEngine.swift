@@ -13,6 +13,8 @@ public protocol StoreEngine: Sendable {
     /// Runs `work` later on the engine's writer, not on the caller's thread (group commit).
     /// `work` gets a function that runs a body in one transaction and commits it.
     func schedule(_ work: @escaping @Sendable (_ inTransaction: TransactionRunner) -> Void)
+    /// How many write transactions may usefully run at once (SQLite has one writer).
+    var concurrentWriters: Int { get }
     /// Whether the database answers a trivial query now.
     func isHealthy() async -> Bool
     /// A short name for logs and `roundup check`: `sqlite` or `postgresql`.

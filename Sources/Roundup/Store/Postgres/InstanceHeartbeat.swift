@@ -47,7 +47,9 @@ public struct InstanceHeartbeat: Service {
             }
         } onGracefulShutdown: {}
         do {
-            try await store.write { tx in try (tx as? PostgresTransaction)?.resign() }
+            // Its own task: the stop must release the claims even when this one is cancelled.
+            let store = self.store
+            try await Task { try await store.write { tx in try (tx as? PostgresTransaction)?.resign() } }.value
             logger.info("left the instance list and released unstarted claims")
         } catch {
             logger.error("could not release claims on stop", metadata: ["error": "\(RoundupStore.explain(error))"])

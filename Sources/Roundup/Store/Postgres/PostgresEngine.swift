@@ -32,10 +32,13 @@ public final class PostgresEngine: StoreEngine {
     public let location: String
     let configuration: PostgresConnection.Configuration
     let logger: Logger
+    let poolSize: Int
     private let connections: ConnectionPool
     private let threads: NIOThreadPool
 
     public var kind: StorageKind { .postgresql }
+    /// Half the pool commits group batches; the rest is left for reads and the send path.
+    public var concurrentWriters: Int { max(1, poolSize / 2) }
 
     /// Connects, migrates the schema under an advisory lock (one instance migrates at a time),
     /// and refuses a database that needs a newer Roundup. Throws `StoreError.cannotOpen` with one
@@ -62,6 +65,7 @@ public final class PostgresEngine: StoreEngine {
         self.location = location
         self.lease = lease
         self.logger = logger
+        self.poolSize = max(1, poolSize)
         self.connections = ConnectionPool(size: max(1, poolSize), configuration: configuration, location: location, logger: logger)
         self.threads = NIOThreadPool(numberOfThreads: max(1, poolSize))
         threads.start()

@@ -21,6 +21,7 @@ public final class SQLiteEngine: StoreEngine {
     }
 
     public var kind: StorageKind { .sqlite }
+    public var concurrentWriters: Int { 1 }
 
     public func read<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
         try writer.read { db in try body(SQLiteTransaction(db)) }
