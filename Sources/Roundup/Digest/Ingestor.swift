@@ -221,6 +221,11 @@ public final class Ingestor: Sendable {
             return outcome
         } catch CommitError.timedOut, CommitError.overloaded {
             return .shed
+        } catch CommitError.failed(let why) {
+            // The batch's transaction failed (the database is unreachable, or refused the
+            // commit): nothing of it was stored, as when the deadline passes.
+            logger.warning("ingest transaction failed", metadata: ["error": "\(why)"])
+            return .shed
         } catch {
             metrics.storeError(.ingest)
             logger.error("ingest failed", metadata: ["error": "\(error)"])

@@ -105,3 +105,9 @@ public struct PostgresStoreError: Error, Sendable, CustomStringConvertible, Expl
     public var description: String { message }
     var explanation: String { message }
 }
+
+/// PostgresNIO's errors print a deliberately generic text; logs and messages get the server's
+/// message or what happened to the connection instead.
+extension PSQLError: ExplainedStoreError {
+    var explanation: String { PostgresStoreError(self).message }
+}
