@@ -56,10 +56,22 @@ public final class DigestScheduler: Service, Sendable {
                     // At most a second, so that a flush from another process is seen within one.
                     await self.bell.wait(timeout: .milliseconds(Int64(min(untilNext, 1) * 1000) + 1))
                 }
+                // Stopping: what this instance claimed but has not started goes to the others now,
+                // not when the sends in flight end (a digest still waiting for a slot then fails
+                // its fence and is left to them); then the group waits for the sends in flight.
+                await self.releaseUnstartedClaims()
             }
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             self.bell.signal()
+        }
+    }
+
+    func releaseUnstartedClaims() async {
+        do {
+            try await store.write { tx in try tx.releaseClaims() }
+        } catch {
+            logger.error("could not release unstarted claims", metadata: ["error": "\(RoundupStore.explain(error))"])
         }
     }
 

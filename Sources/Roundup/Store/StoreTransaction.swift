@@ -131,6 +131,9 @@ public protocol StoreTransaction {
     /// instance timeout (by the database's clock); the row stays locked until the transaction
     /// ends. Always true on SQLite.
     func holdsSendRight(_ id: Int64) throws -> Bool
+    /// Gives up this process's claims on digests it has not started sending (a graceful stop):
+    /// another instance sends them. SQLite: nothing to give up.
+    func releaseClaims() throws
     /// Digests in `sending` whose sender is gone: on SQLite all of them (called when `serve`
     /// starts); on PostgreSQL those of instances that are not live.
     func orphanedSends() throws -> [Int64]

@@ -617,9 +617,13 @@ public struct PostgresTransaction: StoreTransaction {
             """, instance.id, host, pid, version, fingerprint)
     }
 
-    /// Graceful stop: releases the claims on digests not started and removes the heartbeat row.
-    func resign() throws {
+    public func releaseClaims() throws {
         try run("UPDATE digests SET claimed_by = NULL WHERE claimed_by = $1 AND state IN ('open', 'held')", instance.id)
+    }
+
+    /// Graceful stop, last step: releases any claim left and removes the heartbeat row.
+    func resign() throws {
+        try releaseClaims()
         try run("DELETE FROM instances WHERE id = $1", instance.id)
     }
 

@@ -13,7 +13,7 @@ extension PostgresURL {
     /// The connection settings PostgresNIO takes, TLS included: `disable` (none), `prefer` (TLS
     /// when the server offers it, unverified), `require` (TLS, unverified), `verify-full` (TLS with
     /// the certificate checked against `sslrootcert`, else the system roots, and the host name).
-    func connectionConfiguration() throws(StoreError) -> PostgresConnection.Configuration {
+    func connectionConfiguration(idleInTransactionTimeout: Double? = nil) throws(StoreError) -> PostgresConnection.Configuration {
         let tls: PostgresConnection.Configuration.TLS
         do {
             switch sslMode {
@@ -36,6 +36,12 @@ extension PostgresURL {
         var configuration = PostgresConnection.Configuration(
             host: host, port: port, username: user, password: password, database: database, tls: tls)
         configuration.options.connectTimeout = .seconds(5)
+        if let idleInTransactionTimeout {
+            // A process stopped in the middle of a transaction (SIGSTOP, a frozen VM) would hold
+            // its row locks for ever, and claims skip locked rows: the server ends such a session.
+            configuration.options.additionalStartupParameters.append(
+                ("idle_in_transaction_session_timeout", "\(Int(idleInTransactionTimeout * 1000))"))
+        }
         return configuration
     }
 }
@@ -48,7 +54,8 @@ extension RoundupStore {
             return try open(path: storage.path, synchronous: storage.synchronous)
         }
         let engine = try PostgresEngine.open(
-            configuration: try url.connectionConfiguration(), location: url.location, poolSize: storage.poolSize,
+            configuration: try url.connectionConfiguration(idleInTransactionTimeout: storage.instanceTimeout.seconds / 2),
+            location: url.location, poolSize: storage.poolSize,
             lease: lease ?? InstanceLease(timeoutSeconds: storage.instanceTimeout.seconds))
         return RoundupStore(engine: engine)
     }

@@ -50,6 +50,8 @@ extension SQLiteTransaction {
 
     public func holdsSendRight(_ id: Int64) throws -> Bool { true }
 
+    public func releaseClaims() throws {}
+
     public func orphanedSends() throws -> [Int64] { try digestIDs(in: .sending) }
 
     public func notifyInstances() throws {}
