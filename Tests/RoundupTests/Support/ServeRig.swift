@@ -14,6 +14,9 @@ struct ServeRig: Sendable {
     let sendConcurrency: Int
     /// The `digest:` keys besides `send_concurrency`, indented two spaces.
     let digestYAML: String
+    /// The PostgreSQL database every `serve` of the rig shares (`storage.url`), with its
+    /// `storage.instance_timeout`; nil keeps the rig's own SQLite file at `databasePath`.
+    let postgres: (url: String, instanceTimeout: String)?
     let wechat = FakeWeChatServer()
     let im = FakeIMServer()
     /// The fake WeChat's port while `withFakes` runs.
@@ -21,10 +24,12 @@ struct ServeRig: Sendable {
     var configFile: URL { dir.appendingPathComponent("roundup.yaml") }
     var databasePath: String { dir.appendingPathComponent("roundup.sqlite").path }
 
-    init(sendConcurrency: Int, digestYAML: String = "  window: 10m\n  max_messages: 1000\n") throws {
+    init(sendConcurrency: Int, digestYAML: String = "  window: 10m\n  max_messages: 1000\n",
+         postgres: (url: String, instanceTimeout: String)? = nil) throws {
         dir = try TestSupport.temporaryDirectory()
         self.sendConcurrency = sendConcurrency
         self.digestYAML = digestYAML
+        self.postgres = postgres
     }
 
     func remove() { try? FileManager.default.removeItem(at: dir) }
@@ -47,7 +52,7 @@ struct ServeRig: Sendable {
           host: 127.0.0.1
           port: 0
         storage:
-          path: "\(databasePath)"
+        \(storageYAML)\
         \(FakeConfigYAML.wechat(wechat, baseURL: wechatBase))\
         \(FakeConfigYAML.im(im, baseURL: imBase, callbackToken: ServeRig.callbackToken))\
         \(FakeConfigYAML.template(id: ServeRig.template))\
@@ -55,6 +60,12 @@ struct ServeRig: Sendable {
         \(digestYAML)  send_concurrency: \(sendConcurrency)
 
         """
+    }
+
+    /// The `storage:` keys, indented two spaces, each line ending in a newline.
+    private var storageYAML: String {
+        guard let postgres else { return "  path: \"\(databasePath)\"\n" }
+        return "  url: \"\(postgres.url)\"\n  instance_timeout: \(postgres.instanceTimeout)\n"
     }
 
     /// Starts `serve` on the rig's config; each run logs to its own file.

@@ -1,0 +1,551 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@testable import Roundup
+
+/// Several instances (SPEC §9) end to end: three real `roundup serve` processes share one fresh
+/// PostgreSQL database and the fake WeChat and IM servers of this process, which outlive any
+/// instance and record every send. One instance is SIGKILLed, SIGSTOPped or SIGTERMed while it
+/// holds claims or has sends in flight; no digest may be lost or sent twice. With
+/// `storage.instance_timeout: 3s` a silent instance is taken for dead within seconds.
+@Suite("Several serve instances on PostgreSQL", .serialized)
+struct MultiInstanceTests {
+    /// `storage.instance_timeout` of every test, in seconds.
+    static let instanceTimeout = 3.0
+    /// A one-second window: each digest comes due a second after its message.
+    static let dueSoon = "  window: 1s\n"
+    /// A long window: nothing comes due until `roundup flush`.
+    static let dueOnFlush = "  window: 10m\n"
+
+    // MARK: 1. exactly once
+
+    @Test("60 users' callbacks spread over three instances: each digest is sent exactly once, and roundup instances lists all three")
+    func exactlyOnceAcrossInstances() async throws {
+        let users = 60
+        try await MultiServe.run(users: users, sendConcurrency: 4, digestYAML: Self.dueSoon) { cluster in
+            try await cluster.start(3)
+            await cluster.postOneEach(0..<users)
+            let listed = try await cluster.liveInstances()
+            #expect(Set(listed.map(\.pid)) == Set(cluster.serves.map(\.pid)),
+                    "roundup instances listed pids \(listed.map(\.pid).sorted()) while serves \(cluster.serves.map(\.pid).sorted()) ran")
+            #expect(listed.allSatisfy { $0.heartbeatAge < Self.instanceTimeout / 2 }, "a heartbeat is stale: \(listed.map(\.heartbeatAge))")
+            let sent = try await poll(timeout: 60) { try await cluster.digests().filter { $0.state == "sent" }.count == users }
+            #expect(sent, "not every digest was sent within a minute\n\(cluster.logTails())")
+            // A second send would come after the first: leave time for one.
+            try await Task.sleep(for: .seconds(2))
+            let rows = try await cluster.expectOutcome(users: users, inDoubt: [])
+            let bySender = Dictionary(grouping: rows, by: \.claimedBy).mapValues(\.count)
+            print("multi-instance exactly-once: sends per instance \(bySender.values.sorted())")
+            #expect(bySender.count >= 2, "one instance sent every digest: the test did not spread the work (\(bySender))")
+            #expect(try await cluster.liveInstances().count == 3, "an instance left the list while running")
+        }
+    }
+
+    // MARK: 2. SIGKILL
+
+    @Test("SIGKILL of an instance with sends in flight: its sending digests become in_doubt within a few instance_timeouts and are never resent; the rest are sent once by the survivors")
+    func killedInstance() async throws {
+        let users = 30
+        try await MultiServe.run(users: users, sendConcurrency: 2, digestYAML: Self.dueSoon) { cluster in
+            // Every WeChat call takes 2 s, so each instance has sends in flight and more waiting.
+            await cluster.rig.wechat.script.setSendLatency(.seconds(2))
+            try await cluster.start(3)
+            await cluster.postOneEach(0..<users)
+            let victim = try #require(try await cluster.instanceMidSend(), "no instance had a send in flight and more claimed\n\(cluster.logTails())")
+            kill(victim.serve.pid, SIGKILL)
+            let killedAt = Date()
+            let died = await awaitExit(victim.serve, timeout: 10)
+            #expect(died && victim.serve.wasKilled, "the SIGKILLed serve did not die as killed")
+            // Its connections are gone; what it committed is all there will be.
+            try await Task.sleep(for: .milliseconds(300))
+            let atKill = try await cluster.digests()
+            let inFlight = Set(atKill.filter { $0.claimedBy == victim.id && $0.state == "sending" }.map(\.id))
+            let unstarted = Set(atKill.filter { $0.claimedBy == victim.id && $0.state == "open" }.map(\.id))
+            print("multi-instance SIGKILL: pid \(victim.serve.pid) killed with \(inFlight.count) send(s) in flight and \(unstarted.count) claimed, not started")
+            #expect(!inFlight.isEmpty, "the killed instance had no digest in `sending`")
+
+            let doubted = try await poll(timeout: 5 * Self.instanceTimeout) {
+                try await cluster.digests().filter { inFlight.contains($0.id) }.allSatisfy { $0.state == "in_doubt" }
+            }
+            let took = Date().timeIntervalSince(killedAt)
+            print("multi-instance SIGKILL: its sends were \(doubted ? "" : "still not ")in_doubt \(String(format: "%.1f", took)) s after the kill")
+            #expect(doubted && took < 3 * Self.instanceTimeout,
+                    "the killed instance's sends were not in_doubt within 3 × instance_timeout (\(took) s)\n\(cluster.logTails())")
+            // The operator sees them where in_doubt digests are listed.
+            let dead = try await cluster.cliDigests(["dead"])
+            #expect(Set(dead.filter { $0.state == "in_doubt" }.map(\.id)) == inFlight, "roundup dead --json: \(dead)")
+
+            try await cluster.waitUntilSettled(timeout: 60)
+            // Enough for any survivor to resend an in_doubt digest, were it to.
+            try await Task.sleep(for: .seconds(Self.instanceTimeout))
+            let rows = try await cluster.expectOutcome(users: users, inDoubt: inFlight)
+            let takenOver = rows.filter { unstarted.contains($0.id) }
+            #expect(takenOver.allSatisfy { $0.state == "sent" && $0.claimedBy != victim.id },
+                    "what the killed instance had claimed was not sent by a survivor: \(takenOver.filter { $0.claimedBy == victim.id })")
+            #expect(try await cluster.liveInstances().map(\.pid).sorted() == cluster.serves.filter { $0 !== victim.serve }.map(\.pid).sorted())
+        }
+    }
+
+    // MARK: 3. SIGSTOP
+
+    @Test("SIGSTOP of an instance mid-send past instance_timeout, then SIGCONT: the others take over, its sends in flight are in_doubt, it sends nothing it lost, and no user gets two sends")
+    func stoppedInstanceIsFenced() async throws {
+        let users = 30
+        try await MultiServe.run(users: users, sendConcurrency: 2, digestYAML: Self.dueSoon) { cluster in
+            await cluster.rig.wechat.script.setSendLatency(.seconds(2))
+            try await cluster.start(3)
+            await cluster.postOneEach(0..<users)
+            let victim = try #require(try await cluster.instanceMidSend(waiting: 2), "no instance had a send in flight and more claimed\n\(cluster.logTails())")
+            kill(victim.serve.pid, SIGSTOP)
+            let stoppedAt = Date()
+            try await Task.sleep(for: .milliseconds(300))
+            let atStop = try await cluster.digests()
+            let inFlight = Set(atStop.filter { $0.claimedBy == victim.id && $0.state == "sending" }.map(\.id))
+            // Claimed, not started (waiting for a send slot or for IM's presence answer): the
+            // stalled instance still means to send these when it wakes.
+            let unstarted = atStop.filter { $0.claimedBy == victim.id && $0.state == "open" }
+            let unstartedIDs = Set(unstarted.map(\.id))
+            print("multi-instance SIGSTOP: pid \(victim.serve.pid) stopped with \(inFlight.count) send(s) in flight and \(unstarted.count) claimed, not started")
+            try #require(!inFlight.isEmpty && !unstarted.isEmpty, "the stopped instance had nothing in flight or nothing waiting")
+            // Whoever takes these over waits 4.8 s for IM's presence answer (its client gives up at
+            // 5 s) before it may mark them sending, so for a while after the wake-up only the woken
+            // instance could: that is when fencing must stop it.
+            for d in unstarted { await cluster.rig.im.state.hold(onlineStatusOf: d.user, for: .milliseconds(4_800)) }
+
+            // Taken over: its sends in flight in_doubt, what it claimed claimed by another. A row the
+            // stopped instance still holds a lock on (in a transaction it began before the stop)
+            // cannot be; once only such rows are left, stop waiting (see the known issue below).
+            var stuck: (locked: [Int64], idleSessions: [String]) = ([], [])
+            let takenOver = try await poll(timeout: 6 * Self.instanceTimeout) {
+                let pending = try await cluster.digests().filter {
+                    (inFlight.contains($0.id) && $0.state != "in_doubt")
+                        || (unstartedIDs.contains($0.id) && ($0.claimedBy == victim.id || $0.claimedBy.isEmpty))
+                }
+                if pending.isEmpty { return true }
+                guard Date().timeIntervalSince(stoppedAt) > Self.instanceTimeout + 1.5 else { return false }
+                let locks = try await cluster.rowLocks(pending.map(\.id))
+                guard Set(locks.locked) == Set(pending.map(\.id)), !locks.idleSessions.isEmpty else { return false }
+                stuck = locks
+                return true
+            }
+            let atWake = try await cluster.digests()
+            let waited = String(format: "%.1f", Date().timeIntervalSince(stoppedAt))
+            print("multi-instance SIGSTOP: taken over \(waited) s after the stop, but for \(stuck.locked.count) digest(s) its locks held")
+            let failure = """
+                the others had not taken over the stopped instance's digests \(waited) s after the stop: \
+                \(atWake.filter { $0.claimedBy == victim.id && $0.state != "in_doubt" }); row-locked by the stopped instance: \
+                \(stuck.locked.sorted()); sessions idle in a transaction (pid, seconds, last statement): \(stuck.idleSessions)\n\(cluster.logTails())
+                """
+            if !stuck.locked.isEmpty {
+                withKnownIssue("""
+                    A stalled instance's open transaction blocks the takeover: stopped inside a transaction that locked the \
+                    digest's row (its claim pass re-claims its own due digests with UPDATE; markSending's holdsSendRight \
+                    takes SELECT … FOR UPDATE; inserting digest_events takes a KEY SHARE lock), it keeps the lock for as \
+                    long as it is stopped. The others' claims use SKIP LOCKED, so nobody takes the digest over after \
+                    instance_timeout, and the stalled instance, once woken, commits and may send it though it was taken for \
+                    dead long before (the fence is checked before the stall, not at commit; now() is the transaction's \
+                    start). Nothing (idle_in_transaction_session_timeout, a lock or statement timeout) ends such a \
+                    transaction. No double send (nobody else could take the row), but SPEC §9's "what it had claimed \
+                    without starting is sent by another instance" fails for as long as the process stays stopped.
+                    """, isIntermittent: true) {
+                    Issue.record(Comment(rawValue: failure))
+                }
+            } else {
+                #expect(takenOver, Comment(rawValue: failure))
+            }
+            let listedWhileStopped = try await cluster.liveInstances()
+            #expect(!listedWhileStopped.contains { $0.pid == victim.serve.pid }, "the stopped instance is still listed as live")
+            // Taken over by another instance that has not started them: the woken instance must not.
+            let takenButOpen = Set(atWake.filter { unstartedIDs.contains($0.id) && $0.state == "open" && $0.claimedBy != victim.id }.map(\.id))
+            print("multi-instance SIGSTOP: \(takenButOpen.count) digest(s) taken over and still open at the wake-up")
+            if Set(stuck.locked).isSuperset(of: unstartedIDs) {
+                print("multi-instance SIGSTOP: fencing not exercised this time: the stopped instance held a lock on every digest it had claimed")
+            } else {
+                #expect(!takenButOpen.isEmpty, "no digest was taken over and still open at the wake-up: fencing was not exercised")
+            }
+
+            kill(victim.serve.pid, SIGCONT)
+            let wokeAt = Date()
+            // For 1.5 s the new claimers are still waiting for IM: any of these digests leaving
+            // `open` now was marked sending by the woken instance.
+            var markedByWoken: [MultiDigestRow] = []
+            while Date().timeIntervalSince(wokeAt) < 1.5 {
+                for d in try await cluster.digests() where takenButOpen.contains(d.id) && d.state != "open" && !markedByWoken.contains(where: { $0.id == d.id }) {
+                    markedByWoken.append(d)
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(markedByWoken.isEmpty, "the woken instance started sends another instance had taken over: \(markedByWoken)\n\(victim.serve.output.suffix(2_000))")
+            let back = try await poll(timeout: 2 * Self.instanceTimeout) { try await cluster.liveInstances().contains { $0.pid == victim.serve.pid } }
+            #expect(back, "the woken instance did not register again")
+            try await cluster.waitUntilSettled(timeout: 60)
+            // The woken instance has had every chance to send what it had claimed.
+            try await Task.sleep(for: .seconds(Self.instanceTimeout))
+            #expect(victim.serve.process.isRunning, "the woken instance exited\n\(victim.serve.output.suffix(2_000))")
+            let rows = try await cluster.expectOutcome(users: users, inDoubt: inFlight)
+            let lockedIDs = Set(stuck.locked)
+            #expect(rows.filter { unstartedIDs.contains($0.id) && !lockedIDs.contains($0.id) }.allSatisfy { $0.claimedBy != victim.id })
+        }
+    }
+
+    // MARK: 4. SIGTERM
+
+    @Test("SIGTERM: the instance exits 0, leaves roundup instances at once, and what it claimed but had not started is sent by another instance within 2 s")
+    func gracefulStopHandsOver() async throws {
+        let waiting = 1...5
+        try await MultiServe.run(users: 6, sendConcurrency: 1, digestYAML: Self.dueOnFlush) { cluster in
+            let script = cluster.rig.wechat.script
+            // u0's WeChat call hangs 9 s (under the client's 10 s deadline) and fills the one send slot.
+            await script.hold(sendsTo: "o_u0", for: .seconds(9))
+            // The instance to stop starts alone, so it is the one that claims everything.
+            try await cluster.start(1)
+            let leaving = cluster.serves[0]
+            let leavingID = try #require(cluster.instanceIDs[leaving.pid])
+            await cluster.postOneEach(0...5)
+            try await cluster.flush(["u0"])
+            #expect(try await poll(timeout: 15) { await script.sendAttempts >= 1 }, "u0's send never reached the fake\n\(cluster.logTails())")
+            let heldSince = Date()
+            try await cluster.flush(["--all"])
+            let claimed = try await poll(timeout: 10) {
+                let rows = try await cluster.digests()
+                return waiting.allSatisfy { i in rows.contains { $0.user == "u\(i)" && $0.state == "open" && $0.claimedBy == leavingID } }
+            }
+            let afterFlush = try await cluster.digests()
+            #expect(claimed, "the instance did not claim u1…u5 while its slot was busy: \(afterFlush)")
+            try await cluster.start(2)
+            #expect(try await cluster.liveInstances().count == 3)
+            let before = try await cluster.digests()
+            #expect(before.filter { $0.user != "u0" }.allSatisfy { $0.state == "open" && $0.claimedBy == leavingID },
+                    "another instance took digests a live instance had claimed: \(before)")
+            #expect(await script.accepted.isEmpty, "u0's send was answered before the stop: the hold was too short for this machine")
+
+            kill(leaving.pid, SIGTERM)
+            let termAt = Date()
+            let holdLeft = 9 - termAt.timeIntervalSince(heldSince)
+            try #require(holdLeft > 3, "only \(holdLeft) s of u0's 9 s send were left at SIGTERM: this machine is too slow for the test")
+            // Until it has exited and u1…u5 have reached WeChat; the moment it exits, list the instances.
+            var exitedAt: Date?
+            var listedAfterExit: [ListedInstance] = []
+            let done = try await poll(timeout: 20) {
+                if exitedAt == nil && !leaving.process.isRunning {
+                    exitedAt = Date()
+                    listedAfterExit = try await cluster.liveInstances()
+                }
+                let sentTo = Set(await script.accepted.map(\.touser))
+                return exitedAt != nil && sentTo.isSuperset(of: waiting.map { "o_u\($0)" })
+            }
+            let accepted = await script.accepted
+            let handOver = accepted.filter { $0.touser != "o_u0" }.map(\.at).max().map { $0.timeIntervalSince(termAt) }
+            let exitTook = exitedAt.map { $0.timeIntervalSince(termAt) }
+            let seconds = { (t: Double?) in t.map { String(format: "%.1f s", $0) } ?? "never" }
+            print("multi-instance SIGTERM: u1…u5 sent \(seconds(handOver)) and the instance exited \(seconds(exitTook)) after SIGTERM; then listed \(listedAfterExit.map(\.pid))")
+            #expect(done, "within 20 s of SIGTERM: exited \(seconds(exitTook)), u1…u5 sent \(seconds(handOver))\n\(cluster.logTails())")
+            withKnownIssue("""
+                A graceful stop releases its unstarted claims only after its sends in flight finish (SPEC §9 orders it the \
+                other way round): DigestScheduler's task group waits for the digests queued behind u0's send for a slot, and \
+                only then does InstanceHeartbeat, stopped last, call resign(); its heartbeat meanwhile keeps the claims \
+                live, so no other instance may take them. They wait for the slowest send in flight (up to the WeChat \
+                client's 10 s deadline), longer than instance_timeout, i.e. longer than after a SIGKILL.
+                """) {
+                #expect((handOver ?? .infinity) < 2, """
+                    u1…u5, claimed but not started by the stopped instance, reached WeChat \(seconds(handOver)) after SIGTERM \
+                    (\(String(format: "%.1f", holdLeft)) s were left of u0's send in flight), not within 2 s\n\(cluster.logTails())
+                    """)
+            }
+            #expect((exitTook ?? .infinity) < holdLeft + 4, "the instance exited \(seconds(exitTook)) after SIGTERM, \(String(format: "%.1f", holdLeft)) s of its send were left")
+            // Foundation traps on the status of a process still running.
+            let exit = leaving.process.isRunning ? "still running" : "\(leaving.process.terminationReason) \(leaving.exitStatus)"
+            #expect(exit == "\(Process.TerminationReason.exit) 0", "after SIGTERM: \(exit), exited \(seconds(exitTook))")
+            // At once: its heartbeat would still be young, so a row left behind would be listed.
+            #expect(exitedAt != nil && !listedAfterExit.contains { $0.pid == leaving.pid }, "the stopped instance is still listed right after it exited")
+            #expect(listedAfterExit.count == 2, "listed right after the exit: \(listedAfterExit.map(\.pid))")
+
+            try await cluster.waitUntilSettled(timeout: 30)
+            let rows = try await cluster.expectOutcome(users: 6, inDoubt: [])
+            #expect(rows.first { $0.user == "u0" }?.claimedBy == leavingID, "u0's send in flight was not finished by the instance that started it")
+            #expect(rows.filter { $0.user != "u0" }.allSatisfy { $0.claimedBy != leavingID && !$0.claimedBy.isEmpty })
+        }
+    }
+}
+
+// MARK: - the cluster: one rig, one database, several serves
+
+/// Polls `condition` every 100 ms until it holds or `timeout` seconds pass; true when it held.
+/// (Each poll may run `psql` or the CLI, so it polls less often than `crashPoll`.)
+private func poll(timeout: Double, _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    return try await condition()
+}
+
+/// Waits (bounded, without blocking a thread) for `serve` to exit, SIGKILLing it at the bound;
+/// true when it exited before the bound.
+func awaitExit(_ serve: ServeProcess, timeout: Double) async -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while serve.process.isRunning, Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+    guard serve.process.isRunning else { return true }
+    kill(serve.pid, SIGCONT)
+    kill(serve.pid, SIGKILL)
+    let hard = Date().addingTimeInterval(10)
+    while serve.process.isRunning, Date() < hard { try? await Task.sleep(for: .milliseconds(20)) }
+    return false
+}
+
+/// One digest row as the test reads it from the database.
+struct MultiDigestRow: CustomStringConvertible {
+    let id: Int64
+    let user: String
+    let state: String
+    /// The instance that claimed it ("" when none).
+    let claimedBy: String
+    let msgid: String
+
+    var description: String { "#\(id) \(user) \(state) by \(claimedBy.prefix(8))" }
+}
+
+/// One line of `roundup instances --json`.
+struct ListedInstance {
+    let id: String
+    let pid: Int32
+    let heartbeatAge: Double
+}
+
+/// The `serve` processes of one test, on one rig whose config names a fresh PostgreSQL database.
+final class MultiServe {
+    let rig: ServeRig
+    let url: String
+    private(set) var serves: [ServeProcess] = []
+    private(set) var ports: [Int] = []
+    /// Each serve's instance id, by pid.
+    private(set) var instanceIDs: [Int32: String] = [:]
+
+    init(rig: ServeRig, url: String) {
+        self.rig = rig
+        self.url = url
+    }
+
+    /// Runs `body` with a fresh database (users u0…u(n-1) bound to o_u0… with one credit each),
+    /// the fakes, and the rig's config; stops every serve and drops the database afterwards.
+    /// Without a PostgreSQL server (outside CI) it returns at once: skipped.
+    static func run(users: Int, sendConcurrency: Int, digestYAML: String, _ body: (MultiServe) async throws -> Void) async throws {
+        guard let url = try await PostgresTestServer.freshDatabaseURL() else {
+            print("skipped: \(PostgresTestServer.skipReason ?? "no PostgreSQL server")")
+            return
+        }
+        let rig = try ServeRig(sendConcurrency: sendConcurrency, digestYAML: digestYAML,
+                               postgres: (url, "\(Int(MultiInstanceTests.instanceTimeout))s"))
+        defer { rig.remove() }
+        var failure: (any Error)?
+        do {
+            try await seed(url: url, users: users)
+            try await rig.withFakes { rig in
+                let cluster = MultiServe(rig: rig, url: url)
+                do {
+                    try await body(cluster)
+                } catch {
+                    await cluster.stopAll()
+                    throw error
+                }
+                await cluster.stopAll()
+            }
+        } catch {
+            failure = error
+        }
+        await PostgresTestServer.dropDatabase(url)
+        if let failure { throw failure }
+    }
+
+    /// Binds u0…u(n-1) to o_u0… and grants each one credit, migrating the new database first.
+    private static func seed(url: String, users: Int) async throws {
+        var settings = StorageSettings()
+        settings.url = try PostgresURL(parsing: url)
+        settings.poolSize = 2
+        let store = try RoundupStore.open(settings)
+        defer { store.postgres?.shutdown() }
+        try await store.write { tx in
+            let now = Timestamp(Date())
+            for i in 0..<users {
+                _ = try tx.updateUser("u\(i)", UserUpdate(openid: .set("o_u\(i)"), name: .set("家长\(i)")), now: now)
+                _ = try tx.applyCredit(openid: "o_u\(i)", templateID: ServeRig.template, change: .add(1), eventKey: nil, now: now)
+            }
+        }
+    }
+
+    /// Starts `count` more serves at once and waits (bounded) until each listens and is registered.
+    func start(_ count: Int) async throws {
+        let started = try (0..<count).map { _ in try rig.start() }
+        for serve in started {
+            ports.append(try await serve.waitUntilListening(timeout: 60))
+            serves.append(serve)
+        }
+        // Each registers its heartbeat before it listens.
+        let rows = try await sql("SELECT pid, id FROM instances")
+        for row in rows where row.count == 2 {
+            if let pid = Int32(row[0]) { instanceIDs[pid] = row[1] }
+        }
+        for serve in started {
+            #expect(instanceIDs[serve.pid] != nil, "serve pid \(serve.pid) listens but has no heartbeat row")
+        }
+    }
+
+    /// SIGCONT, then SIGTERM to every serve still running, each waited for (bounded; SIGKILL at the bound).
+    func stopAll() async {
+        for serve in serves where serve.process.isRunning {
+            kill(serve.pid, SIGCONT)
+            kill(serve.pid, SIGTERM)
+        }
+        for serve in serves { _ = await awaitExit(serve, timeout: 20) }
+    }
+
+    /// Posts one signed callback to each user, user i through serve i % count, as a load balancer
+    /// spreads them; every one must be acknowledged.
+    func postOneEach(_ users: some Sequence<Int>) async {
+        let clients = ports.map { SignedCallbackClient(port: $0, token: ServeRig.callbackToken, connections: 2) }
+        defer { clients.forEach { $0.close() } }
+        for i in users {
+            let through = i % clients.count
+            let ok = await clients[through].c2c(from: "teacher", to: "u\(i)", key: "multi-\(i)", text: "明天春游，请带水壶（\(i)）")
+            #expect(ok, "the callback for u\(i) through serve \(through) was not acknowledged")
+        }
+    }
+
+    /// `roundup flush ARGS` with the rig's config.
+    func flush(_ arguments: [String]) async throws {
+        let result = try await runRoundup(["flush"] + arguments + ["--config", rig.configFile.path], in: rig.dir, timeout: 30)
+        #expect(result.status == 0, "roundup flush \(arguments) failed: \(result.stderr)")
+    }
+
+    /// Rows of one query through `psql`, columns split at `|` (NULL reads as "").
+    func sql(_ query: String) async throws -> [[String]] {
+        let client = try #require(PostgresTestServer.psqlClient, "no psql client")
+        let result = try await PostgresTestServer.psql(client, url, [query], timeout: 30)
+        guard result.status == 0 else { throw PostgresTestServerError(description: "psql failed: \(result.stderr)") }
+        return result.stdout.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    /// Every digest, oldest first.
+    func digests() async throws -> [MultiDigestRow] {
+        try await sql("SELECT id, im_user_id, state, coalesce(claimed_by, ''), coalesce(msgid, '') FROM digests ORDER BY id").map { r in
+            MultiDigestRow(id: Int64(r[0]) ?? -1, user: r[1], state: r[2], claimedBy: r[3], msgid: r[4])
+        }
+    }
+
+    /// Which of these digests another session holds a row lock on, and the sessions idle in a
+    /// transaction (pid, seconds, last statement).
+    func rowLocks(_ ids: [Int64]) async throws -> (locked: [Int64], idleSessions: [String]) {
+        let list = ids.map(String.init).joined(separator: ",")
+        let free = ids.isEmpty ? [] : try await sql("SELECT id FROM digests WHERE id IN (\(list)) FOR UPDATE SKIP LOCKED").compactMap { Int64($0[0]) }
+        let idle = try await sql("""
+            SELECT pid, round(extract(epoch FROM now() - xact_start)::numeric, 1), replace(left(query, 100), E'\\n', ' ')
+            FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'
+            """)
+        return (ids.filter { !free.contains($0) }, idle.map { $0.joined(separator: " ") })
+    }
+
+    /// The live instances, as `roundup instances --json` lists them.
+    func liveInstances() async throws -> [ListedInstance] {
+        let result = try await runRoundup(["instances", "--json", "--config", rig.configFile.path], in: rig.dir, timeout: 30)
+        try #require(result.status == 0, "roundup instances failed: \(result.stderr)")
+        let rows = try #require(try parseJSON(result.stdout)["instances"] as? [[String: Any]], "roundup instances --json: \(result.stdout)")
+        return rows.map { r in
+            ListedInstance(id: r["id"] as? String ?? "", pid: Int32((r["pid"] as? Int) ?? -1),
+                           heartbeatAge: (r["heartbeat_age_seconds"] as? Double) ?? .infinity)
+        }
+    }
+
+    /// The digests a CLI command (`dead`, `history`) lists with `--json`.
+    func cliDigests(_ arguments: [String]) async throws -> [(id: Int64, state: String)] {
+        let result = try await runRoundup(arguments + ["--json", "--config", rig.configFile.path], in: rig.dir, timeout: 30)
+        try #require(result.status == 0, "roundup \(arguments) failed: \(result.stderr)")
+        let object = try parseJSON(result.stdout)
+        let rows = try #require((object["digests"] ?? object["history"]) as? [[String: Any]], "roundup \(arguments) --json: \(result.stdout)")
+        return rows.map { r in (Int64((r["id"] as? Int) ?? -1), r["state"] as? String ?? "") }
+    }
+
+    /// The serve that has a send in flight and at least `waiting` more digests claimed but not
+    /// started, and its instance id; nil when none does within 30 s.
+    func instanceMidSend(waiting: Int = 1) async throws -> (serve: ServeProcess, id: String)? {
+        var found: (ServeProcess, String)?
+        _ = try await poll(timeout: 30) {
+            let rows = try await digests()
+            for serve in serves where serve.process.isRunning {
+                guard let id = instanceIDs[serve.pid] else { continue }
+                let mine = rows.filter { $0.claimedBy == id }
+                if mine.contains(where: { $0.state == "sending" }) && mine.filter({ $0.state == "open" }).count >= waiting {
+                    found = (serve, id)
+                    return true
+                }
+            }
+            return false
+        }
+        return found.map { (serve: $0.0, id: $0.1) }
+    }
+
+    /// Waits (bounded) until no digest is open, held or sending and the fake WeChat has answered
+    /// every send it received; an expectation fails at the bound.
+    func waitUntilSettled(timeout: Double) async throws {
+        let script = rig.wechat.script
+        let unsettled = { try await self.digests().filter { ["open", "held", "sending"].contains($0.state) } }
+        let settled = try await poll(timeout: timeout) {
+            let answeredAll = await script.sendAttempts == script.accepted.count
+            return try await unsettled().isEmpty && answeredAll
+        }
+        let left = try await unsettled()
+        let attempts = await script.sendAttempts, acceptedCount = await script.accepted.count
+        #expect(settled, """
+            not settled within \(timeout) s: \(left); WeChat saw \(attempts) attempts, accepted \(acceptedCount)\n\(logTails())
+            """)
+    }
+
+    /// The end state: each user has one digest; those in `inDoubt` are in_doubt, reached WeChat at
+    /// most once and kept their credit; every other one is sent, reached WeChat exactly once with
+    /// the msgid recorded, spent its credit and delivered its messages. Returns the digests.
+    @discardableResult
+    func expectOutcome(users: Int, inDoubt: Set<Int64>) async throws -> [MultiDigestRow] {
+        let script = rig.wechat.script
+        #expect(await script.overlaps == 0, "two sends to one openid overlapped at WeChat")
+        let byOpenID = Dictionary(grouping: await script.accepted, by: \.touser)
+        let twice = byOpenID.filter { $0.value.count > 1 }.keys.sorted()
+        #expect(twice.isEmpty, "these openids got more than one subscribe message: \(twice)")
+        let rows = try await digests()
+        let byUser = Dictionary(grouping: rows, by: \.user)
+        let credits = Dictionary(uniqueKeysWithValues: try await sql("SELECT openid, count FROM credits").map { ($0[0], Int($0[1]) ?? -1) })
+        let undelivered = Set(try await sql("""
+            SELECT DISTINCT d.im_user_id FROM messages m JOIN digests d ON d.id = m.digest_id
+            WHERE d.state = 'sent' AND m.status <> 'delivered'
+            """).map { $0[0] })
+        for i in 0..<users {
+            let user = "u\(i)", openid = "o_u\(i)"
+            let mine = byUser[user] ?? []
+            #expect(mine.count == 1, "\(user) has \(mine.count) digests: \(mine)")
+            guard let digest = mine.first else { continue }
+            let sends = byOpenID[openid] ?? []
+            if inDoubt.contains(digest.id) {
+                #expect(digest.state == "in_doubt", "\(user): in flight at the fault, but now \(digest.state)")
+                #expect(sends.count <= 1)
+                #expect(credits[openid] == 1, "\(user): an in_doubt digest spent its credit (\(credits[openid] ?? -1) left)")
+            } else {
+                #expect(digest.state == "sent", "\(user): \(digest.state), expected sent")
+                #expect(sends.count == 1, "\(user): WeChat got \(sends.count) sends")
+                #expect(!digest.msgid.isEmpty && digest.msgid == sends.first?.msgid, "\(user): msgid \(digest.msgid) is not the fake's")
+                #expect(credits[openid] == 0, "\(user): the sent digest did not spend its credit (\(credits[openid] ?? -1) left)")
+                #expect(!undelivered.contains(user), "\(user): a sent digest's messages are not delivered")
+            }
+        }
+        let strangers = Set(byOpenID.keys).subtracting((0..<users).map { "o_u\($0)" })
+        #expect(strangers.isEmpty, "WeChat got sends to \(strangers)")
+        return rows
+    }
+
+    /// The end of each serve's log, for a failure message.
+    func logTails() -> String {
+        serves.map { "--- serve pid \($0.pid) (\(instanceIDs[$0.pid]?.prefix(8) ?? "?")):\n\($0.output.suffix(1_500))" }.joined(separator: "\n")
+    }
+}
