@@ -187,7 +187,9 @@ public struct RoundupRuntime: Sendable {
         // served), the HTTP application, the reloader, the background services (sends in flight
         // finish), and last the notifier and the heartbeat (which releases unstarted claims).
         // Several instances sit behind a load balancer, which needs a moment to see the 503.
-        let drainPeriod: Duration = store.postgres == nil ? .zero : .seconds(2)
+        // At most 2 s, and a third of instance_timeout, so that a stopping instance hands its
+        // unstarted work over well before a dead one's would be taken.
+        let drainPeriod: Duration = store.postgres.map { .milliseconds(Int64(min(2, $0.lease.timeoutSeconds / 3) * 1000)) } ?? .zero
         let group = ServiceGroup(
             services: backgroundServices() + [reloader, app, DrainGate(state: drain, period: drainPeriod)],
             gracefulShutdownSignals: [.sigterm, .sigint],

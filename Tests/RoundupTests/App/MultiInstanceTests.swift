@@ -424,8 +424,7 @@ final class MultiServe {
 
     /// Rows of one query through `psql`, columns split at `|` (NULL reads as "").
     func sql(_ query: String) async throws -> [[String]] {
-        let client = try #require(PostgresTestServer.psqlClient, "no psql client")
-        let result = try await PostgresTestServer.psql(client, url, [query], timeout: 30)
+        let result = try await PostgresTestServer.psql(url, [query], timeout: 30)
         guard result.status == 0 else { throw PostgresTestServerError(description: "psql failed: \(result.stderr)") }
         return result.stdout.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
     }

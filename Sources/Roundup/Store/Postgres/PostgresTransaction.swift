@@ -618,7 +618,9 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func releaseClaims() throws {
-        try run("UPDATE digests SET claimed_by = NULL WHERE claimed_by = $1 AND state IN ('open', 'held')", instance.id)
+        let released = try run("UPDATE digests SET claimed_by = NULL WHERE claimed_by = $1 AND state IN ('open', 'held')", instance.id)
+        // The others claim what was released at once, not at their next poll.
+        if released.affected > 0 { try notifyInstances() }
     }
 
     /// Graceful stop, last step: releases any claim left and removes the heartbeat row.
