@@ -14,7 +14,9 @@ extension Report {
                 + "every table read back before the commit has the same rows and checksum",
         ]
         if !result.inDoubt.isEmpty {
-            let ids = result.inDoubt.map { "#\($0)" }.joined(separator: ", ")
+            // The first ten ids; --json lists them all.
+            let shown = result.inDoubt.prefix(10).map { "#\($0)" }.joined(separator: ", ")
+            let ids = result.inDoubt.count > 10 ? "\(shown) and \(result.inDoubt.count - 10) more" : shown
             let one = result.inDoubt.count == 1
             lines.append("\(result.inDoubt.count) digest\(one ? " that was sending is" : "s that were sending are") now in_doubt (\(ids)): "
                 + "the copy cannot know whether WeChat delivered \(one ? "it" : "them"), so \(one ? "it is" : "they are") not resent; see roundup dead")
