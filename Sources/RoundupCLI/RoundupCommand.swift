@@ -12,6 +12,7 @@ struct RoundupCommand: AsyncParsableCommand {
             ServeCommand.self, DemoCommand.self, ConfigCommand.self, UsersCommand.self, CreditsCommand.self,
             UserSigCommand.self, BackupCommand.self, CheckCommand.self, PendingCommand.self, ShowCommand.self, ExplainCommand.self, FlushCommand.self,
             CancelCommand.self, HistoryCommand.self, DeadCommand.self, RetryCommand.self, StatsCommand.self, InstancesCommand.self,
+            StorageCommand.self,
         ])
 }
 
