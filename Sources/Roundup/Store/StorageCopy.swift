@@ -225,7 +225,7 @@ struct CopyTable: Sendable {
     /// SQLite tables that are deliberately not copied.
     static let sqliteOnly: Set<String> = ["serve_lease"]
     /// PostgreSQL tables that must be empty too, though nothing is copied into them.
-    static let postgresOnly = ["instances"]
+    static let postgresOnly = ["instances", "token_refresh_lease"]
 
     /// The ids of the `sending` digests among rows of `digests`.
     static func sendingDigestIDs(in rows: [[CopyValue]]) -> [Int64] {
