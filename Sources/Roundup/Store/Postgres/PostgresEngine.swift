@@ -174,6 +174,8 @@ final class ConnectionPool: Sendable {
     private let idle = Mutex<[PostgresConnection]>([])
     private let permits: DispatchSemaphore
     private let nextID = Atomic<Int>(1)
+    /// How long connecting and logging in may take.
+    static let loginTimeout: TimeAmount = .seconds(10)
     /// How long a transaction waits for a free connection before it fails.
     static let checkoutTimeout: DispatchTimeInterval = .seconds(10)
 
@@ -193,10 +195,26 @@ final class ConnectionPool: Sendable {
             if !connection.isClosed { return connection }
         }
         do {
-            return try PostgresConnection.connect(
-                on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
-                id: nextID.add(1, ordering: .relaxed).oldValue, logger: logger
-            ).wait()
+            // The connect timeout covers TCP only; the login that follows gets a deadline too, so
+            // a server that stops answering cannot hold this thread for ever.
+            let loop = MultiThreadedEventLoopGroup.singleton.any()
+            let connecting = PostgresConnection.connect(
+                on: loop, configuration: configuration, id: nextID.add(1, ordering: .relaxed).oldValue, logger: logger)
+            let promise = loop.makePromise(of: PostgresConnection.self)
+            let late = Atomic<Bool>(false)
+            let timer = loop.scheduleTask(in: Self.loginTimeout) {
+                late.store(true, ordering: .relaxed)
+                promise.fail(PostgresStoreError(message: "the server did not complete the login within \(Self.loginTimeout.nanoseconds / 1_000_000_000) s"))
+            }
+            connecting.whenComplete { result in
+                timer.cancel()
+                switch result {
+                case .success(let c) where late.load(ordering: .relaxed): Self.close(c)
+                case .success(let c): promise.succeed(c)
+                case .failure(let e): promise.fail(e)
+                }
+            }
+            return try promise.futureResult.wait()
         } catch {
             permits.signal()
             throw StoreError.cannotOpen(path: location, reason: Self.explainConnect(error))
@@ -220,7 +238,7 @@ final class ConnectionPool: Sendable {
 
     /// Closes a connection without waiting; the closure keeps it alive until its channel is
     /// closed (PostgresNIO requires a connection to be closed before it is released).
-    private static func close(_ connection: PostgresConnection) {
+    static func close(_ connection: PostgresConnection) {
         let closed: EventLoopFuture<Void> = connection.close()
         closed.whenComplete { _ in withExtendedLifetime(connection) {} }
     }

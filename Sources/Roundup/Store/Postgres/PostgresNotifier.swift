@@ -66,20 +66,38 @@ public final class PostgresNotifier: Service, Sendable {
             do {
                 let connection = try await PostgresConnection.connect(
                     on: MultiThreadedEventLoopGroup.singleton.any(), configuration: engine.configuration, id: 0, logger: logger).get()
-                do {
-                    let notifications = try await connection.listen(Self.channel)
-                    listening.store(true, ordering: .relaxed)
-                    logger.debug("listening for other instances")
-                    for try await note in notifications { receive(note.payload) }
-                } catch {
-                    if !Task.isCancelled { logger.warning("the notification connection dropped", metadata: ["error": "\(RoundupStore.explain(error))"]) }
+                // The wait for notifications ends when the connection closes, whoever closes it:
+                // a stop closes it here rather than rely on the sequence noticing cancellation.
+                let closer = Self.closer(connection)
+                connection.closeFuture.whenComplete { _ in closer() }
+                await withTaskCancellationHandler {
+                    do {
+                        let notifications = try await connection.listen(Self.channel)
+                        listening.store(true, ordering: .relaxed)
+                        logger.debug("listening for other instances")
+                        for try await note in notifications { receive(note.payload) }
+                    } catch {
+                        if !Task.isCancelled { logger.warning("the notification connection dropped", metadata: ["error": "\(RoundupStore.explain(error))"]) }
+                    }
+                } onCancel: {
+                    closer()
                 }
                 listening.store(false, ordering: .relaxed)
-                try? await connection.close()
+                closer()
             } catch {
                 logger.warning("cannot listen for other instances", metadata: ["error": "\(ConnectionPool.explainConnect(error))"])
             }
             try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Closes the connection once, without waiting.
+    private static func closer(_ connection: PostgresConnection) -> @Sendable () -> Void {
+        let closed = Atomic<Bool>(false)
+        return {
+            guard !closed.exchange(true, ordering: .relaxed) else { return }
+            let done: EventLoopFuture<Void> = connection.close()
+            done.whenComplete { _ in withExtendedLifetime(connection) {} }
         }
     }
 

@@ -17,6 +17,8 @@ public struct PostgresTransaction: StoreTransaction {
 
     // MARK: running statements
 
+    static let statementTimeout: TimeAmount = .seconds(60)
+
     /// Runs one statement and returns its rows and the number of rows it changed.
     @discardableResult
     func run(_ sql: String, _ args: any PGArgument...) throws -> PGResult {
@@ -27,7 +29,15 @@ public struct PostgresTransaction: StoreTransaction {
         var binds = PostgresBindings(capacity: args.count)
         for a in args { try a.bind(into: &binds) }
         do {
-            let result = try connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).wait()
+            let running = connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
+            // A statement that gets no answer (the network went silent) fails after a minute:
+            // closing the connection fails the statement, and the connection is not reused.
+            let connection = self.connection
+            let watchdog = running.eventLoop.scheduleTask(in: Self.statementTimeout) {
+                let _: EventLoopFuture<Void> = connection.close()
+            }
+            defer { watchdog.cancel() }
+            let result = try running.wait()
             return PGResult(rows: result.rows.map { PGRow($0.makeRandomAccess()) }, affected: result.metadata.rows ?? 0)
         } catch let error as PSQLError {
             throw PostgresStoreError(error)
