@@ -7,7 +7,7 @@ import Glibc
 
 @testable import Roundup
 
-/// Several instances (SPEC §9) end to end: three real `roundup serve` processes share one fresh
+/// Several instances end to end: three real `roundup serve` processes share one fresh
 /// PostgreSQL database and the fake WeChat and IM servers of this process, which outlive any
 /// instance and record every send. One instance is SIGKILLed, SIGSTOPped or SIGTERMed while it
 /// holds claims or has sends in flight; no digest may be lost or sent twice. With

@@ -18,7 +18,7 @@ struct PostgresCoordinationTests {
         return condition()
     }
 
-    // SPEC asks for 1 s; the bound here is wider so that a loaded CI machine does not fail a
+    // The product promises 1 s; the bound here is wider so that a loaded CI machine does not fail a
     // correct build (a notification normally arrives in a few milliseconds).
     @Test("a credit or a binding committed on one instance wakes the others, and presence travels in batches")
     func notifications() async throws {
