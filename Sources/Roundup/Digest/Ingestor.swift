@@ -226,6 +226,11 @@ public final class Ingestor: Sendable {
             // commit): nothing of it was stored, as when the deadline passes.
             logger.warning("ingest transaction failed", metadata: ["error": "\(why)"])
             return .shed
+        } catch where RoundupStore.isLockContention(error) {
+            // Another instance held this user's lock past lock_timeout (a stalled process, until
+            // the server ends its session): this callback only is answered as shed.
+            logger.warning("ingest waited too long for a lock", metadata: ["error": "\(RoundupStore.explain(error))"])
+            return .shed
         } catch {
             metrics.storeError(.ingest)
             logger.error("ingest failed", metadata: ["error": "\(error)"])

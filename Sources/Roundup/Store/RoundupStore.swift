@@ -57,6 +57,13 @@ public final class RoundupStore: Sendable {
         if let explained = error as? any ExplainedStoreError { return explained.explanation }
         return "\(error)"
     }
+
+    /// Whether the error means "another session holds what this work needs, try later" (a
+    /// PostgreSQL lock wait that hit `lock_timeout`): nothing was written, and the work may succeed
+    /// when retried.
+    public static func isLockContention(_ error: any Error) -> Bool {
+        (error as? PostgresStoreError)?.isLockTimeout ?? false
+    }
 }
 
 /// An engine error that knows its one-sentence explanation.

@@ -294,7 +294,7 @@ struct MultiInstanceTests {
 
 /// Polls `condition` every 100 ms until it holds or `timeout` seconds pass; true when it held.
 /// (Each poll may run `psql` or the CLI, so it polls less often than `crashPoll`.)
-private func poll(timeout: Double, _ condition: () async throws -> Bool) async throws -> Bool {
+func poll(timeout: Double, _ condition: () async throws -> Bool) async throws -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try await condition() { return true }

@@ -108,4 +108,44 @@ struct PostgresInstancesTests {
             "\(error)".contains("needs Roundup 99.0.0 or newer; this is \(RoundupVersion.current)")
         }
     }
+    @Test("a stalled peer holding one user's lock fails only the job that needs that user, within lock_timeout, and the rest of the group commit goes on")
+    func stalledLockHolder() async throws {
+        guard let url = try await PostgresTestServer.freshDatabaseURL() else { return }
+        defer { Task { await PostgresTestServer.dropDatabase(url) } }
+        let store = try RoundupStore.open(try EngineUnderTest.postgresql.postgresSettings(url), lease: InstanceLease(timeoutSeconds: 15))
+        defer { store.postgres?.shutdown() }
+        // Another session takes u1's lock and keeps it for 8 s, like an instance that stalled
+        // while it worked on u1 (the user lock is the one activeDigest takes).
+        let holder = Task { try await PostgresTestServer.psql(url, ["SELECT pg_advisory_lock(hashtextextended('u1', 0)), pg_sleep(8)"]) }
+        let held = try await poll(timeout: 20) {
+            try await store.read { tx in
+                try (tx as? PostgresTransaction)?.one("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted")?.int64("n") ?? 0
+            } > 0
+        }
+        try #require(held, "the other session never took the lock")
+        let committer = GroupCommitter(store: store)
+        let started = ContinuousClock.now
+        async let blocked: Result<Void, any Error> = {
+            do {
+                try await committer.perform(timeout: .seconds(20)) { tx in _ = try tx.activeDigest(for: "u1") }
+                return .success(())
+            } catch { return .failure(error) }
+        }()
+        async let free: Duration = {
+            try await committer.perform(timeout: .seconds(20)) { tx in
+                _ = try tx.activeDigest(for: "u2")
+                _ = try tx.insertDigest(for: "u2", windowStart: t0, dueAt: t0 + 60_000, now: t0)
+            }
+            return ContinuousClock.now - started
+        }()
+        let (u1, u2After) = try await (blocked, free)
+        // Without lock_timeout both would wait the 8 s the holder keeps the lock.
+        #expect(u2After < .seconds(5), "u2's job waited \(u2After) for another user's lock")
+        switch u1 {
+        case .success: Issue.record("u1's job ran although another session held u1's lock")
+        case .failure(let error): #expect(RoundupStore.isLockContention(error), "\(error)")
+        }
+        #expect(try await store.read { tx in try tx.activeDigest(for: "u2") } != nil)
+        _ = try? await holder.value
+    }
 }

@@ -19,6 +19,7 @@ extension PostgresTransaction {
 
     /// Keeps every other writer out of the Roundup tables until this transaction ends (reads go on).
     func lockForCopy() throws {
+        try run("SET LOCAL lock_timeout = 0")
         try run("LOCK TABLE \(Self.roundupTables.joined(separator: ", ")) IN EXCLUSIVE MODE")
     }
 

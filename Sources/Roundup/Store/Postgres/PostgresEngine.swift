@@ -36,6 +36,10 @@ public final class PostgresEngine: StoreEngine {
     private let connections: ConnectionPool
     private let threads: NIOThreadPool
 
+    /// How long a statement waits for a lock another session holds (a user's advisory lock, a
+    /// credit row) before it fails with SQLSTATE 55P03: well inside a callback's 1.5 s deadline.
+    static let lockTimeoutMilliseconds = 1_000
+
     public var kind: StorageKind { .postgresql }
     /// Half the pool commits group batches; the rest is left for reads and the send path.
     public var concurrentWriters: Int { max(1, poolSize / 2) }
@@ -135,6 +139,8 @@ public final class PostgresEngine: StoreEngine {
     func migrate() throws {
         try write { any in
             guard let tx = any as? PostgresTransaction else { return }
+            // Another instance may be migrating, and an added index waits for running transactions.
+            try tx.run("SET LOCAL lock_timeout = 0")
             try tx.run("SELECT pg_advisory_xact_lock($1)", PostgresSchema.migrationLock)
             try tx.run(PostgresSchema.bookkeeping)
             let applied = Set(try tx.run("SELECT id FROM roundup_migrations").rows.map { try $0.int64("id") })

@@ -36,6 +36,11 @@ extension PostgresURL {
         var configuration = PostgresConnection.Configuration(
             host: host, port: port, username: user, password: password, database: database, tls: tls)
         configuration.options.connectTimeout = .seconds(5)
+        // A statement that waits for a lock held by another session gives up after this (SQLSTATE
+        // 55P03) instead of waiting as long as that session holds it: a stalled peer holding one
+        // user's lock then fails the one job that needs that user, not a whole group commit whose
+        // callers all have a 1.5 s deadline. Migrations and storage copy wait without a limit.
+        configuration.options.additionalStartupParameters.append(("lock_timeout", "\(PostgresEngine.lockTimeoutMilliseconds)"))
         if let idleInTransactionTimeout {
             // A process stopped in the middle of a transaction (SIGSTOP, a frozen VM) would hold
             // its row locks for ever, and claims skip locked rows: the server ends such a session.

@@ -102,6 +102,9 @@ public struct PostgresStoreError: Error, Sendable, CustomStringConvertible, Expl
     /// a serialization failure, or a unique violation from a race on the same row.
     var isRetryable: Bool { sqlState == "40P01" || sqlState == "40001" }
 
+    /// A lock another session holds was not granted within `lock_timeout`.
+    var isLockTimeout: Bool { sqlState == "55P03" }
+
     public var description: String { message }
     var explanation: String { message }
 }
