@@ -17,8 +17,8 @@ public enum CommitError: Error, Sendable, Equatable {
 /// batch) does not cost throughput. Batches run on the engine's writer (`StoreEngine.schedule`),
 /// one after another while jobs wait, so no caller ever runs a
 /// batch itself: every caller only waits for its own job, and gives up at its deadline even when
-/// the database is stuck. Each job runs in its own savepoint, so one failing job
-/// does not undo the others.
+/// the database is stuck. One failing job does not undo the others: the batch is then run
+/// again with a savepoint per job.
 public final class GroupCommitter: Sendable {
     private let store: RoundupStore
     private let maxBatch: Int
@@ -97,8 +97,22 @@ public final class GroupCommitter: Sendable {
         let live = batch.filter { $0.begin() }
         if !live.isEmpty {
             do {
-                try inTransaction { tx in
-                    for j in live { j.run(tx) }
+                // Jobs almost never fail, so they run without a savepoint each (two statements
+                // fewer per job, two round trips on PostgreSQL). When one fails, the whole batch is
+                // undone and run again with a savepoint per job, without the job that failed: it
+                // keeps its error, and every other job commits as if it had run alone.
+                var failed: ObjectIdentifier?
+                do {
+                    try inTransaction { tx in
+                        for j in live where !j.runDirectly(tx) {
+                            failed = ObjectIdentifier(j)
+                            throw BatchNeedsSavepoints()
+                        }
+                    }
+                } catch is BatchNeedsSavepoints {
+                    try inTransaction { tx in
+                        for j in live where ObjectIdentifier(j) != failed { j.run(tx) }
+                    }
                 }
                 transactions.add(1, ordering: .relaxed)
                 for j in live { j.finish(nil) }
@@ -118,10 +132,17 @@ public final class GroupCommitter: Sendable {
     }
 }
 
+/// Thrown out of a batch's first transaction when a job failed: roll back, retry with savepoints.
+private struct BatchNeedsSavepoints: Error {}
+
 /// A queued unit of work, type-erased for the queue.
 private protocol CommitJob: AnyObject, Sendable {
     /// Marks the job started; false if its caller gave up first (then it is skipped for good).
     func begin() -> Bool
+    /// Runs the work in the batch's transaction as it is; false when it threw (its error is kept
+    /// as its result, and the transaction must be rolled back: its partial writes are in it).
+    func runDirectly(_ tx: any StoreTransaction) -> Bool
+    /// Runs the work in a savepoint of its own, so that a failure undoes only its writes.
     func run(_ tx: any StoreTransaction)
     func finish(_ failure: CommitError?)
     var isAbandoned: Bool { get }
@@ -154,6 +175,17 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
             guard s.phase == .queued else { return false }
             s.phase = .running
             return true
+        }
+    }
+
+    func runDirectly(_ tx: any StoreTransaction) -> Bool {
+        do {
+            let value = try work(tx)
+            state.withLock { $0.result = .success(value) }
+            return true
+        } catch {
+            state.withLock { $0.result = .failure(error) }
+            return false
         }
     }
 

@@ -73,6 +73,29 @@ struct PostgresOutageTests {
         #expect(recovered, "ingest did not recover within 10 s of the database coming back")
         #expect(try await Self.health(port) == 200)
         client.close()
+        serve.process.terminate()
+        for _ in 0..<200 where serve.process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+        if serve.process.isRunning {
+            let gdb = Process()
+            gdb.executableURL = URL(fileURLWithPath: "/usr/bin/gdb")
+            gdb.arguments = ["-p", "\(serve.pid)", "-batch", "-ex", "thread apply all bt"]
+            let out = FileManager.default.createFile(atPath: "/tmp/hang-\(serve.pid).txt", contents: nil)
+            _ = out
+            gdb.standardOutput = FileHandle(forWritingAtPath: "/tmp/hang-\(serve.pid).txt")
+            gdb.standardError = gdb.standardOutput
+            try gdb.run()
+            while gdb.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+            try? serve.output.write(toFile: "/tmp/hang-\(serve.pid).log", atomically: true, encoding: .utf8)
+            let activity = try await PostgresTestServer.psql(url, ["SELECT pid, state, wait_event_type, wait_event, client_port, now() - state_change, left(query, 80) FROM pg_stat_activity WHERE datname = current_database()"])
+            let ss = Process()
+            ss.executableURL = URL(fileURLWithPath: "/usr/bin/ss")
+            ss.arguments = ["-tnpi"]
+            let pipe = Pipe()
+            ss.standardOutput = pipe
+            try ss.run()
+            let sockets = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            try? (activity.stdout + activity.stderr + "\nproxy port \(proxyPort), server port \(server.port)\n" + sockets).write(toFile: "/tmp/hang-\(serve.pid).pg", atomically: true, encoding: .utf8)
+        }
         await serve.terminate()
         withKnownIssue("""
             Sometimes (about one run in five here) serve does not finish its graceful stop after this outage:             with --log-level debug, ServiceLifecycle triggers the DigestScheduler's shutdown and the scheduler never             finishes, so the process is killed after 60 s. Not yet explained; see the closing note of the session that             added this test.

@@ -49,6 +49,51 @@ struct GroupCommitterTests {
         #expect(try store.messages(recipient: "p").map(\.msgKey) == ["good"])
     }
 
+    @Test("in one batch, a job that fails between two others is undone alone: the batch is run again with a savepoint per job, without it", arguments: EngineUnderTest.allCases)
+    func failureInsideOneBatch(engine: EngineUnderTest) async throws {
+        guard let (store, _, remove) = try await engine.makeStore() else { return }
+        defer { remove() }
+        let committer = GroupCommitter(store: store)
+        let badRuns = CallCounter()
+        // A job holds the writer while the next three queue up, so they share one batch.
+        let release = DispatchSemaphore(value: 0)
+        let (started, starting) = AsyncStream<Void>.makeStream()
+        async let hold: Void = committer.perform(timeout: .seconds(60)) { _ in
+            starting.yield()
+            _ = release.wait(timeout: .now() + 60)
+        }
+        for await _ in started { break }
+        async let first = Self.insert("first", committer, badRuns)
+        async let bad = Self.insert("bad", committer, badRuns, fail: true)
+        async let last = Self.insert("last", committer, badRuns)
+        try await Task.sleep(for: .milliseconds(300))
+        release.signal()
+        try await hold
+        let (firstID, lastID) = try await (first, last)
+        #expect(firstID != nil && lastID != nil)
+        var failed = false
+        do { _ = try await bad } catch is InsertFailed { failed = true }
+        #expect(failed, "the failing job did not report its own error")
+        #expect(badRuns.value == 1, "the failed job ran again")
+        #expect(try await store.read { tx in try tx.message(msgKey: "bad", recipient: "p") } == nil)
+        #expect(try await store.read { tx in try tx.message(msgKey: "first", recipient: "p") } != nil)
+        #expect(try await store.read { tx in try tx.message(msgKey: "last", recipient: "p") } != nil)
+    }
+
+    struct InsertFailed: Error {}
+
+    /// Inserts a message with this MsgKey in a group-commit job; with `fail`, the job then throws.
+    static func insert(_ key: String, _ committer: GroupCommitter, _ runs: CallCounter, fail: Bool = false) async throws -> Int64? {
+        try await committer.perform(timeout: .seconds(60)) { [fail] tx in
+            let id = try tx.insertMessage(NewMessage(msgKey: key, recipient: "p", sender: "t", msgTime: 1, receivedAt: t0, summary: "x"))
+            if fail {
+                runs.increment()
+                throw InsertFailed()
+            }
+            return id
+        }
+    }
+
     @Test("a job that cannot commit within its deadline is shed and never written later")
     func shed() async throws {
         let temp = try TempStore()

@@ -119,7 +119,10 @@ struct PostgresInstancesTests {
         let holder = Task { try await PostgresTestServer.psql(url, ["SELECT pg_advisory_lock(hashtextextended('u1', 0)), pg_sleep(8)"]) }
         let held = try await poll(timeout: 20) {
             try await store.read { tx in
-                try (tx as? PostgresTransaction)?.one("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted")?.int64("n") ?? 0
+                try (tx as? PostgresTransaction)?.one("""
+                    SELECT count(*) AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                    WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database() AND l.pid <> pg_backend_pid()
+                    """)?.int64("n") ?? 0
             } > 0
         }
         try #require(held, "the other session never took the lock")
