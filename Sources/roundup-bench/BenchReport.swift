@@ -9,6 +9,8 @@ enum BenchUnit: String, Sendable {
     case bytes = "B"
     case megabytes = "MB"
     case count = ""
+    case percent = "%"
+    case microseconds = "µs"
 }
 
 /// The goal a figure is held to (issue 7).
@@ -53,6 +55,8 @@ struct BenchRow: Sendable {
         case .bytes: return grouped(value.rounded()) + " B"
         case .megabytes: return String(format: "%.1f MB", value)
         case .count: return grouped(value.rounded())
+        case .percent: return String(format: "%.0f %%", value)
+        case .microseconds: return String(format: "%.0f µs", value)
         }
     }
 

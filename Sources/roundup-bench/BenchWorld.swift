@@ -96,6 +96,13 @@ func residentBytes() -> Int? {
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
+/// CPU seconds this process has used so far, user and system, all threads (getrusage).
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
 /// Seconds on a monotonic clock since `start`.
 func seconds(since start: ContinuousClock.Instant) -> Double {
     let d = ContinuousClock.now - start

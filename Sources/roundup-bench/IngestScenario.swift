@@ -19,6 +19,8 @@ struct IngestScenario {
         var label: String
         var writer: C2CMessageWriter
         var result: LoadResult
+        /// CPU this process (service and load generator together) used during the phase.
+        var cpuSeconds: Double = 0
     }
 
     func run(into report: inout BenchReport) async throws {
@@ -45,15 +47,56 @@ struct IngestScenario {
                     writer: fixed)))
                 let full = C2CMessageWriter(prefix: "full-", users: users)
                 progress("ingest: full load, \(connections) connections, \(Self.short(duration)) s (closed loop)")
+                let cpuBefore = processCPUSeconds()
                 phases.append(Phase(label: "full", writer: full, result: try await LoadGenerator.run(
                     port: port, plan: LoadPlan(connections: connections, mode: .closedLoop, duration: duration, maxRequests: 5_000_000),
-                    writer: full)))
+                    writer: full), cpuSeconds: processCPUSeconds() - cpuBefore))
                 return phases
             }
             progress("ingest: counting stored messages per MsgKey")
             return try Self.verify(runtime: runtime, phases: phases)
         }
+        let ceiling = try await Self.noopCeiling(users: users, connections: connections, duration: duration, logger: logger)
         outcome.report(into: &report, connections: connections, rate: rate, duration: duration)
+        Self.report(ceiling, into: &report, connections: connections, ingest: outcome.phases.first { $0.label == "full" }?.result)
+    }
+
+    /// The same signed callbacks at full load against a service that stores nothing: with
+    /// `im.ingest_from: before_send`, each `C2C.CallbackAfterSendMsg` is authenticated, decoded,
+    /// counted and answered OK, and skipped before any database work. What ingest cannot exceed on
+    /// this machine with this load generator.
+    static func noopCeiling(users: Int, connections: Int, duration: Double, logger: Logger) async throws -> (result: LoadResult, cpuSeconds: Double) {
+        try await BenchWorld.with(logger: logger) { world in
+            var config = try world.config(digest: "  window: 10m\n  max_messages: 10000\n")
+            config.im.ingestFrom = .beforeSend
+            let runtime = try RoundupRuntime(config: config, logger: logger)
+            return try await world.runService(runtime, sending: false) { port in
+                let warm = C2CMessageWriter(prefix: "noop-warm-", users: users)
+                _ = try await LoadGenerator.run(
+                    port: port, plan: LoadPlan(connections: connections, mode: .closedLoop, duration: min(2, duration / 5), maxRequests: 1_000_000),
+                    writer: warm)
+                progress("noop: full load, \(connections) connections, \(short(duration)) s, nothing stored (the ceiling)")
+                let cpuBefore = processCPUSeconds()
+                let result = try await LoadGenerator.run(
+                    port: port, plan: LoadPlan(connections: connections, mode: .closedLoop, duration: duration, maxRequests: 5_000_000),
+                    writer: C2CMessageWriter(prefix: "noop-", users: users))
+                return (result, processCPUSeconds() - cpuBefore)
+            }
+        }
+    }
+
+    static func report(_ noop: (result: LoadResult, cpuSeconds: Double), into report: inout BenchReport, connections: Int, ingest: LoadResult?) {
+        let ceiling = noop.result
+        report.add("noop", "full load (\(connections) conns), nothing stored: callbacks/s", ceiling.okPerSecond, .perSecond)
+        report.add("noop", "full load: latency p99", ceiling.milliseconds(atPercentile: 99), .milliseconds)
+        if ceiling.ok > 0 {
+            report.add("noop", "full load: CPU per callback (service + generator)", 1e6 * noop.cpuSeconds / Double(ceiling.ok), .microseconds)
+        }
+        report.check("noop", "answers other than 200 ErrorCode 0", ceiling.notOK + ceiling.failed,
+                     failure: "\(ceiling.notOK + ceiling.failed) no-op callbacks were not answered 200 with ErrorCode 0")
+        if let ingest, ceiling.okPerSecond > 0 {
+            report.add(name, "full load as a share of the no-op ceiling", 100 * ingest.okPerSecond / ceiling.okPerSecond, .percent)
+        }
     }
 
     /// What the database holds against what was acknowledged.
@@ -76,6 +119,9 @@ struct IngestScenario {
                 report.add(n, "full load: latency p50", full.milliseconds(atPercentile: 50), .milliseconds)
                 report.add(n, "full load: latency p99", full.milliseconds(atPercentile: 99), .milliseconds)
                 report.add(n, "full load: latency p99.9", full.milliseconds(atPercentile: 99.9), .milliseconds)
+                if let cpu = phases.first(where: { $0.label == "full" })?.cpuSeconds, full.ok > 0 {
+                    report.add(n, "full load: CPU per callback (service + generator)", 1e6 * cpu / Double(full.ok), .microseconds)
+                }
             }
             if let fixed = phases.first(where: { $0.label == "rate" })?.result {
                 let label = "\(Int(rate))/s offered"

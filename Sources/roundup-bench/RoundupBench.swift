@@ -19,7 +19,7 @@ struct RoundupBench: AsyncParsableCommand {
             """)
 
     enum Scenario: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case ingest, presence, flush, startup
+        case ingest, noop, presence, flush, startup
     }
 
     @Argument(help: "Scenarios to run, in this order (default: all of them).")
@@ -137,6 +137,9 @@ struct RoundupBench: AsyncParsableCommand {
                 case .ingest:
                     try await IngestScenario(users: s.users, connections: s.connections, duration: s.duration, rate: s.rate, logger: logger)
                         .run(into: &report)
+                case .noop:
+                    let ceiling = try await IngestScenario.noopCeiling(users: s.users, connections: s.connections, duration: s.duration, logger: logger)
+                    IngestScenario.report(ceiling, into: &report, connections: s.connections, ingest: nil)
                 case .presence:
                     try await PresenceScenario(users: s.presenceUsers, httpUsers: s.presenceHTTPUsers, connections: s.connections,
                                                duration: s.duration, logger: logger)

@@ -57,6 +57,7 @@ extension SQLiteTransaction {
     }
 
     public func purgeText(finishedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
+        cache?.remember(anyTombstone: nil)
         // Every status change sets status_at, so the partial index messages_text_to_purge
         // holds exactly the rows this can change.
         try db.executeCached(sql: """
@@ -91,6 +92,7 @@ extension SQLiteTransaction {
 
     /// Sets an open digest's due time and clears any flush request.
     public func setDue(_ id: Int64, _ due: Timestamp, now: Timestamp) throws {
+        cache?.forget(digest: id)
         try db.executeCached(sql: "UPDATE digests SET due_at = ?, flush_requested = 0, updated_at = ? WHERE id = ?",
                        arguments: [due.milliseconds, now.milliseconds, id])
     }
@@ -156,6 +158,7 @@ extension SQLiteTransaction {
 
     /// Marks a digest's pending messages received before `cutoff` as expired; returns how many.
     public func expireMessages(ofDigest id: Int64, receivedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
+        cache?.forget(digest: id)
         try db.executeCached(
             sql: "UPDATE messages SET status = 'expired', status_at = ? WHERE digest_id = ? AND status = 'pending' AND received_at < ?",
             arguments: [now.milliseconds, id, cutoff.milliseconds])

@@ -3,6 +3,7 @@ import GRDB
 /// The operator's writes on SQLite.
 extension SQLiteTransaction {
     public func setFlushRequest(_ id: Int64, at: Timestamp, force: Bool, now: Timestamp) throws -> Bool {
+        cache?.forget(digest: id)
         try db.execute(
             sql: "UPDATE digests SET due_at = ?, flush_requested = ?, updated_at = ? WHERE id = ? AND state = 'open'",
             arguments: [at.milliseconds, force ? 2 : 1, now.milliseconds, id])
@@ -10,6 +11,7 @@ extension SQLiteTransaction {
     }
 
     public func movePendingMessages(from source: Int64, to target: Int64) throws -> Int {
+        cache?.clear()
         try db.execute(
             sql: "UPDATE messages SET digest_id = ? WHERE digest_id = ? AND status = 'pending'", arguments: [target, source])
         return db.changesCount

@@ -3,6 +3,7 @@ import GRDB
 /// The operator's and the tests' reads, and the rows they decode, on SQLite.
 extension SQLiteTransaction {
     public func storeMessage(_ m: NewMessage, digest: Int64?) throws -> Bool {
+        if let digest { cache?.forget(digest: digest) }
         try db.executeCached(
             sql: """
                 INSERT INTO messages (msg_key, recipient, sender, msg_time, received_at, summary, urgent, digest_id)

@@ -11,6 +11,7 @@ extension SQLiteTransaction {
     }
 
     public func saveUser(_ user: User) throws {
+        cache?.forget(user: user.imUserID)
         try db.executeCached(
             sql: """
                 INSERT INTO users (im_user_id, openid, name, profile, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -21,6 +22,7 @@ extension SQLiteTransaction {
     }
 
     public func clearOpenid(of user: String) throws {
+        cache?.forget(user: user)
         try db.executeCached(sql: "UPDATE users SET openid = NULL WHERE im_user_id = ?", arguments: [user])
     }
 

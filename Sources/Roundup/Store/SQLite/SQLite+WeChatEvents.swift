@@ -42,6 +42,7 @@ extension SQLiteTransaction {
     }
 
     public func eraseUser(_ id: String) throws -> Bool {
+        cache?.clear()
         let openid = try String.cachedOne(db, sql: "SELECT openid FROM users WHERE im_user_id = ?", arguments: [id])
         let known = try isKnown(user: id)
         if let openid {

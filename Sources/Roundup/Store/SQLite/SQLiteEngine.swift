@@ -14,6 +14,8 @@ public final class SQLiteEngine: StoreEngine {
     let writer: any DatabaseWriter
     /// The database file, or nil for an in-memory database.
     public let path: String?
+    /// What the writer keeps in memory for the ingest path (write transactions only).
+    let cache = SQLiteWriterCache()
 
     init(writer: any DatabaseWriter, path: String?) {
         self.writer = writer
@@ -28,7 +30,7 @@ public final class SQLiteEngine: StoreEngine {
     }
 
     public func write<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
-        try writer.write { db in try body(SQLiteTransaction(db)) }
+        try writer.writeWithoutTransaction { db in try self.writeTransaction(db, body) }
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
@@ -36,18 +38,31 @@ public final class SQLiteEngine: StoreEngine {
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
-        try await writer.write { db in try body(SQLiteTransaction(db)) }
+        try await writer.writeWithoutTransaction { db in try self.writeTransaction(db, body) }
     }
 
     public func schedule(_ work: @escaping @Sendable (TransactionRunner) -> Void) {
         writer.asyncWriteWithoutTransaction { db in
-            work { body in
-                try db.inTransaction {
-                    try body(SQLiteTransaction(db))
-                    return .commit
-                }
-            }
+            work { body in try self.writeTransaction(db, body) }
         }
+    }
+
+    /// One write transaction on the writer connection, with the writer's cache: checked against
+    /// other connections' commits first, and dropped when the transaction does not commit.
+    private func writeTransaction<T>(_ db: Database, _ body: (any StoreTransaction) throws -> T) throws -> T {
+        var value: T?
+        do {
+            try db.inTransaction {
+                try cache.begin(db)
+                value = try body(SQLiteTransaction(db, cache: cache))
+                return .commit
+            }
+        } catch {
+            cache.clear()
+            throw error
+        }
+        cache.didCommit()
+        return value!
     }
 
     public func isHealthy() async -> Bool {

@@ -3,8 +3,14 @@ import GRDB
 /// `StoreTransaction` on SQLite: the statements of one transaction on a GRDB connection.
 public struct SQLiteTransaction: StoreTransaction {
     let db: Database
+    /// The writer's cache, in write transactions on the writer connection only (see
+    /// `SQLiteWriterCache` for the rules every write primitive here follows).
+    let cache: SQLiteWriterCache?
 
-    init(_ db: Database) { self.db = db }
+    init(_ db: Database, cache: SQLiteWriterCache? = nil) {
+        self.db = db
+        self.cache = cache
+    }
 
     public func inSavepoint<T>(_ body: () throws -> T) throws -> T {
         // Through cached statements: GRDB's `inSavepoint` compiles its statements on every call,
@@ -14,6 +20,7 @@ public struct SQLiteTransaction: StoreTransaction {
         do {
             value = try body()
         } catch {
+            cache?.clear()
             try db.executeCached(sql: "ROLLBACK TO SAVEPOINT job")
             try db.executeCached(sql: "RELEASE SAVEPOINT job")
             throw error
@@ -26,7 +33,10 @@ public struct SQLiteTransaction: StoreTransaction {
 
     /// The user, or nil.
     public func user(_ id: String) throws -> User? {
-        try Row.cachedOne(db, sql: "SELECT \(Self.userColumns) FROM users WHERE im_user_id = ?", arguments: [id]).map(Self.user)
+        if let cached = cache?.user(id) { return cached }
+        let user = try Row.cachedOne(db, sql: "SELECT \(Self.userColumns) FROM users WHERE im_user_id = ?", arguments: [id]).map(Self.user)
+        cache?.remember(user: id, user)
+        return user
     }
 
     // MARK: messages
@@ -94,11 +104,15 @@ public struct SQLiteTransaction: StoreTransaction {
         for id in ids {
             try db.executeCached(sql: "UPDATE messages SET digest_id = ? WHERE id = ?", arguments: [digest, id])
         }
+        // Only pending messages join a digest (new ones, or those kept while the user was online).
+        cache?.joined(ids.count, to: digest)
     }
 
     /// Ends messages' pending life with a status (`read`, `recalled`, `seen`, `dropped`, …);
     /// `eraseText` removes the summary at once (recalls).
     public func setStatus(of ids: [Int64], to status: MessageStatus, at: Timestamp, eraseText: Bool) throws {
+        // Pending counts of digests it does not know change.
+        cache?.clear()
         let sql = eraseText
             ? "UPDATE messages SET status = ?, status_at = ?, summary = NULL WHERE id = ?"
             : "UPDATE messages SET status = ?, status_at = ? WHERE id = ?"
@@ -114,6 +128,7 @@ public struct SQLiteTransaction: StoreTransaction {
 
     /// Marks every pending message of a digest with a final status.
     public func setStatus(ofDigest digest: Int64, to status: MessageStatus, at: Timestamp) throws {
+        cache?.forget(digest: digest)
         try db.executeCached(
             sql: "UPDATE messages SET status = ?, status_at = ? WHERE digest_id = ? AND status = 'pending'",
             arguments: [status.rawValue, at.milliseconds, digest])
@@ -137,12 +152,21 @@ public struct SQLiteTransaction: StoreTransaction {
 
     /// Whether a live recall tombstone exists for the key.
     public func isTombstoned(msgKey: String, now: Timestamp) throws -> Bool {
-        try Bool.cachedOne(
+        if let cache {
+            // Recalls of messages not yet seen are rare: while no tombstone exists at all, the
+            // lookup is skipped.
+            if cache.anyTombstone == nil {
+                cache.remember(anyTombstone: try Bool.cachedOne(db, sql: "SELECT EXISTS (SELECT 1 FROM recall_tombstones)") ?? true)
+            }
+            if cache.anyTombstone == false { return false }
+        }
+        return try Bool.cachedOne(
             db, sql: "SELECT EXISTS (SELECT 1 FROM recall_tombstones WHERE msg_key = ? AND expires_at > ?)",
             arguments: [msgKey, now.milliseconds]) ?? false
     }
 
     public func addTombstone(msgKey: String, to: String, expiresAt: Timestamp) throws {
+        cache?.remember(anyTombstone: true)
         try db.executeCached(
             sql: """
                 INSERT INTO recall_tombstones (msg_key, to_account, expires_at) VALUES (?, ?, ?)
@@ -155,6 +179,13 @@ public struct SQLiteTransaction: StoreTransaction {
 
     /// The user's open or held digest with its pending message count.
     public func activeDigest(for user: String) throws -> ActiveDigest? {
+        if let cached = cache?.activeDigest(of: user) { return cached }
+        let digest = try readActiveDigest(for: user)
+        cache?.remember(activeDigestOf: user, digest)
+        return digest
+    }
+
+    private func readActiveDigest(for user: String) throws -> ActiveDigest? {
         guard let row = try Row.cachedOne(
             db,
             sql: """
@@ -197,6 +228,7 @@ public struct SQLiteTransaction: StoreTransaction {
     }
 
     public func insertDigest(for user: String, windowStart: Timestamp, dueAt: Timestamp, now: Timestamp) throws -> Int64 {
+        cache?.forget(activeDigestOf: user)
         do {
             try db.executeCached(
                 sql: """
@@ -220,9 +252,13 @@ public struct SQLiteTransaction: StoreTransaction {
                 WHERE id = ?
                 """,
             arguments: [lastMessageAt?.milliseconds, dueAt?.milliseconds, urgent, now.milliseconds, id])
+        cache?.retimed(id, lastMessageAt: lastMessageAt, dueAt: dueAt, urgent: urgent)
     }
 
     public func setDigestState(_ id: Int64, from: DigestState, to: DigestState, reason: DigestReason?, now: Timestamp) throws -> Bool {
+        // A digest that becomes open or held again (an operator's retry) may be a user's active
+        // one that the cache has as "none".
+        if DigestState.active.contains(to) && !DigestState.active.contains(from) { cache?.clear() } else { cache?.forget(digest: id) }
         do {
             try db.executeCached(
                 sql: """

@@ -1,0 +1,136 @@
+import GRDB
+import Synchronization
+
+/// What the ingest path reads for every message, kept in memory by the writer connection: each
+/// user's row, each user's open or held digest (with its pending count), and whether any recall
+/// tombstone exists. A C2C message then costs a message insert, its join and one digest update,
+/// instead of also reading the user, the digest and the tombstones.
+///
+/// The cache is a hint that stays right by three rules:
+/// - **Other writers.** `serve` is not the only writer: the CLI (`flush`, `cancel`, `retry`,
+///   `users bind`, `users import`) writes the same file. Each write transaction first reads
+///   `PRAGMA data_version`, which changes when another connection has committed; then everything
+///   is dropped.
+/// - **This writer.** Every write primitive of `SQLiteTransaction` either keeps the cache exact
+///   (a join adds to the pending count, a re-timing updates the due time) or drops what it may
+///   have changed. A primitive that is not known to leave the cached facts alone drops it all.
+/// - **Rollbacks.** A transaction or savepoint that rolls back, or a commit that fails, drops
+///   everything: the cache may hold what was undone.
+///
+/// It is used only inside write transactions, on the writer connection, one at a time; the
+/// mutex makes it safe to drop from anywhere. Each map holds at most `maxEntries` users and is
+/// emptied when full (the next reads fill it again), which bounds its memory.
+final class SQLiteWriterCache: Sendable {
+    static let maxEntries = 200_000
+
+    private struct State {
+        var users: [String: User?] = [:]
+        var active: [String: ActiveDigest?] = [:]
+        var userOfDigest: [Int64: String] = [:]
+        /// Whether any row is in `recall_tombstones` (expired ones included); nil: not known.
+        var anyTombstone: Bool?
+        var dataVersion: Int64 = .min
+        /// The last transaction that used the cache committed.
+        var committed = true
+
+        mutating func clear() {
+            users.removeAll(keepingCapacity: true)
+            active.removeAll(keepingCapacity: true)
+            userOfDigest.removeAll(keepingCapacity: true)
+            anyTombstone = nil
+        }
+    }
+
+    private let state = Mutex(State())
+
+    /// Starts a write transaction: drops everything when another connection committed since the
+    /// last one, or when the last one did not commit. Call it as the transaction's first
+    /// statement, so the version read is the one of the snapshot the transaction works on.
+    func begin(_ db: Database) throws {
+        let version = try Int64.cachedOne(db, sql: "PRAGMA data_version") ?? 0
+        state.withLock { s in
+            if !s.committed || s.dataVersion != version { s.clear() }
+            s.dataVersion = version
+            s.committed = false
+        }
+    }
+
+    /// The transaction that began last committed: what it cached is true.
+    func didCommit() { state.withLock { $0.committed = true } }
+
+    /// Drops everything (a rollback, or a write whose effect on the cached facts is not tracked).
+    func clear() { state.withLock { $0.clear() } }
+
+    // MARK: users
+
+    /// The cached user: `.some(nil)` means "no such user", nil means "not cached".
+    func user(_ id: String) -> User?? { state.withLock { $0.users[id] } }
+
+    func remember(user id: String, _ user: User?) {
+        state.withLock { s in
+            if s.users.count >= Self.maxEntries { s.users.removeAll(keepingCapacity: true) }
+            s.users[id] = .some(user)
+        }
+    }
+
+    func forget(user id: String) { state.withLock { _ = $0.users.removeValue(forKey: id) } }
+
+    // MARK: active digests
+
+    /// The cached open or held digest: `.some(nil)` means "none", nil means "not cached".
+    func activeDigest(of user: String) -> ActiveDigest?? { state.withLock { $0.active[user] } }
+
+    func remember(activeDigestOf user: String, _ digest: ActiveDigest?) {
+        state.withLock { s in
+            if s.active.count >= Self.maxEntries {
+                s.active.removeAll(keepingCapacity: true)
+                s.userOfDigest.removeAll(keepingCapacity: true)
+            }
+            s.active[user] = .some(digest)
+            if let digest { s.userOfDigest[digest.id] = user }
+        }
+    }
+
+    /// A digest was inserted for `user`: "none" no longer holds.
+    func forget(activeDigestOf user: String) {
+        state.withLock { s in
+            if let id = s.active.removeValue(forKey: user)??.id { s.userOfDigest.removeValue(forKey: id) }
+        }
+    }
+
+    /// Something about this digest changed that the cache does not track.
+    func forget(digest id: Int64) {
+        state.withLock { s in
+            if let user = s.userOfDigest.removeValue(forKey: id) { s.active.removeValue(forKey: user) }
+        }
+    }
+
+    /// `count` pending messages joined the digest.
+    func joined(_ count: Int, to id: Int64) {
+        state.withLock { s in
+            guard let user = s.userOfDigest[id], case .some(.some(var d)) = s.active[user] else { return }
+            d.pendingCount += count
+            s.active[user] = .some(d)
+        }
+    }
+
+    /// The same change `updateDigestTiming` makes to the row.
+    func retimed(_ id: Int64, lastMessageAt: Timestamp?, dueAt: Timestamp?, urgent: Bool) {
+        state.withLock { s in
+            guard let user = s.userOfDigest[id], case .some(.some(var d)) = s.active[user] else { return }
+            if let lastMessageAt { d.lastMessageAt = lastMessageAt }
+            if let dueAt, d.state == .open { d.dueAt = dueAt }
+            d.urgent = d.urgent || urgent
+            s.active[user] = .some(d)
+        }
+    }
+
+    // MARK: tombstones
+
+    var anyTombstone: Bool? { state.withLock { $0.anyTombstone } }
+
+    func remember(anyTombstone: Bool?) { state.withLock { $0.anyTombstone = anyTombstone } }
+
+    /// Entries held now, for tests and the bench.
+    var counts: (users: Int, activeDigests: Int) { state.withLock { ($0.users.count, $0.active.count) } }
+}
