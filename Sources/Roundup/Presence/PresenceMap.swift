@@ -29,7 +29,15 @@ public final class PresenceMap: Sendable {
 
     private static let shardCount = 64
     private let shards: [Shard]
-    private let observer = Mutex<(@Sendable (_ user: String, _ online: Bool, _ eventTime: Int64) -> Void)?>(nil)
+    /// The observer sits in a class box: a closure kept directly in a `Mutex` is re-abstracted on
+    /// every `withLock` (the inout access wraps it in one more thunk each time), so each event made
+    /// the next call deeper and slower.
+    private final class Observer: Sendable {
+        let call: @Sendable (_ user: String, _ online: Bool, _ eventTime: Int64) -> Void
+        init(_ call: @escaping @Sendable (_ user: String, _ online: Bool, _ eventTime: Int64) -> Void) { self.call = call }
+    }
+
+    private let observer = Mutex<Observer?>(nil)
     private let onlineCount = Atomic<Int>(0)
     private let offlineCount = Atomic<Int>(0)
 
@@ -48,7 +56,7 @@ public final class PresenceMap: Sendable {
     @discardableResult
     public func apply(user: String, online: Bool, eventTime: Int64) -> Change {
         let change = applyEvent(user: user, online: online, eventTime: eventTime)
-        if change.applied, let observer = observer.withLock({ $0 }) { observer(user, online, eventTime) }
+        if change.applied, let observer = observer.withLock({ $0 }) { observer.call(user, online, eventTime) }
         return change
     }
 
@@ -60,7 +68,7 @@ public final class PresenceMap: Sendable {
 
     /// Calls `observe` with every event `apply` applies (several instances pass them on).
     public func observe(_ observe: @escaping @Sendable (_ user: String, _ online: Bool, _ eventTime: Int64) -> Void) {
-        observer.withLock { $0 = observe }
+        observer.withLock { $0 = Observer(observe) }
     }
 
     private func applyEvent(user: String, online: Bool, eventTime: Int64) -> Change {

@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import Testing
 
 @testable import Roundup
@@ -42,5 +44,20 @@ struct PresenceMapTests {
         map.apply(user: "u1", online: true, eventTime: 2)
         #expect(map.counts.online == 251)
         #expect(map.counts.offline == 749)
+    }
+    @Test("the observer is called for every applied event at the same call depth, however many events came before")
+    func observerDoesNotNest() {
+        let map = PresenceMap()
+        let depths = Mutex<[Int]>([])
+        map.observe { _, _, _ in
+            let depth = Thread.callStackReturnAddresses.count
+            depths.withLock { $0.append(depth) }
+        }
+        for i in 0..<300 { map.apply(user: "u\(i % 7)", online: i % 2 == 0, eventTime: Int64(i)) }
+        let seen = depths.withLock { $0 }
+        #expect(seen.count == 300)
+        // Before the fix, each event wrapped the stored closure in one more thunk: the 300th call
+        // ran hundreds of frames deeper than the first.
+        #expect(Set(seen).count == 1, "call depth went from \(seen.first ?? 0) to \(seen.last ?? 0)")
     }
 }
