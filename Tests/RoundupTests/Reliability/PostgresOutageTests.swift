@@ -74,36 +74,43 @@ struct PostgresOutageTests {
         #expect(try await Self.health(port) == 200)
         client.close()
         serve.process.terminate()
-        for _ in 0..<200 where serve.process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
-        if serve.process.isRunning {
-            let gdb = Process()
-            gdb.executableURL = URL(fileURLWithPath: "/usr/bin/gdb")
-            gdb.arguments = ["-p", "\(serve.pid)", "-batch", "-ex", "thread apply all bt"]
-            let out = FileManager.default.createFile(atPath: "/tmp/hang-\(serve.pid).txt", contents: nil)
-            _ = out
-            gdb.standardOutput = FileHandle(forWritingAtPath: "/tmp/hang-\(serve.pid).txt")
-            gdb.standardError = gdb.standardOutput
-            try gdb.run()
-            while gdb.isRunning { try await Task.sleep(for: .milliseconds(100)) }
-            try? serve.output.write(toFile: "/tmp/hang-\(serve.pid).log", atomically: true, encoding: .utf8)
-            let activity = try await PostgresTestServer.psql(url, ["SELECT pid, state, wait_event_type, wait_event, client_port, now() - state_change, left(query, 80) FROM pg_stat_activity WHERE datname = current_database()"])
-            let ss = Process()
-            ss.executableURL = URL(fileURLWithPath: "/usr/bin/ss")
-            ss.arguments = ["-tnpi"]
-            let pipe = Pipe()
-            ss.standardOutput = pipe
-            try ss.run()
-            let sockets = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            try? (activity.stdout + activity.stderr + "\nproxy port \(proxyPort), server port \(server.port)\n" + sockets).write(toFile: "/tmp/hang-\(serve.pid).pg", atomically: true, encoding: .utf8)
-        }
+        let deadline = Date().addingTimeInterval(30)
+        while serve.process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let diagnosis = serve.process.isRunning ? await Self.diagnoseStuckStop(serve, url: url) : ""
         await serve.terminate()
         withKnownIssue("""
-            Sometimes (about one run in five here) serve does not finish its graceful stop after this outage:             with --log-level debug, ServiceLifecycle triggers the DigestScheduler's shutdown and the scheduler never             finishes, so the process is killed after 60 s. Not yet explained; see the closing note of the session that             added this test.
+            Sometimes (about one run in four here) serve does not finish its graceful stop after this outage. A \
+            thread dump of one such run: a pool thread of the PostgreSQL engine waits in PostgresTransaction.run for \
+            the answer to a statement, and the service whose stop waits on it (the scheduler once, the presence \
+            notifier once) cannot finish. Not yet explained; the diagnosis printed with the failure (thread stacks, \
+            the database's sessions) is what to read next.
             """, isIntermittent: true) {
-            #expect(serve.exitStatus == 0, "serve did not stop cleanly:\n\(serve.output.suffix(2_000))")
+            #expect(serve.exitStatus == 0, "serve did not stop cleanly:\n\(serve.output.suffix(2_000))\n\(diagnosis)")
         }
         await proxy.cut()
         print("postgres outage: \(Int(withinBudget)) of \(Int(answered)) answered within 2 s; /healthz \(healthDuring) during the outage")
+    }
+
+    /// What a serve that does not stop is doing: its threads' stacks (the frames of Roundup and
+    /// PostgresNIO, from gdb when it is installed) and the database's sessions.
+    static func diagnoseStuckStop(_ serve: ServeProcess, url: String) async -> String {
+        var out = "diagnosis of pid \(serve.pid), still running 30 s after SIGTERM:\n"
+        let gdb = URL(fileURLWithPath: "/usr/bin/gdb")
+        if FileManager.default.isExecutableFile(atPath: gdb.path),
+            let dump = try? await runTool(gdb, ["-p", "\(serve.pid)", "-batch", "-ex", "thread apply all bt"], in: URL(fileURLWithPath: "/"), timeout: 60)
+        {
+            out += dump.stdout.split(separator: "\n")
+                .filter { $0.hasPrefix("Thread ") || $0.contains("Roundup") || $0.contains("PostgresNIO") || $0.contains("wait") }
+                .map { String($0.prefix(200)) }.joined(separator: "\n")
+        } else {
+            out += "(no gdb: no thread stacks)"
+        }
+        let sessions = try? await PostgresTestServer.psql(url, ["""
+            SELECT pid, state, wait_event_type, wait_event, client_port, now() - state_change, left(query, 80)
+            FROM pg_stat_activity WHERE datname = current_database()
+            """])
+        out += "\nsessions (pid, state, wait, client port, since, query):\n" + (sessions.map { $0.stdout + $0.stderr } ?? "(psql failed)")
+        return out
     }
 
     static func health(_ port: Int) async throws -> Int {
