@@ -158,6 +158,48 @@ struct MultiInstanceTests {
         }
     }
 
+    // MARK: 2b. A Login at one instance, a send at another
+
+    @Test("a Login at one instance cancels the digest another instance has claimed and is confirming with IM: nothing reaches WeChat, and the Login's presence reaches the other instance")
+    func loginAtOneInstanceCancelsAnothersSend() async throws {
+        try await MultiServe.run(users: 2, sendConcurrency: 4, digestYAML: Self.dueSoon) { cluster in
+            // Whoever claims u0's digest asks IM whether u0 is online; IM holds that answer 4 s
+            // (the client gives up at 5 s), long enough for the Login to land elsewhere first.
+            await cluster.rig.im.state.hold(onlineStatusOf: "u0", for: .milliseconds(4_000))
+            try await cluster.start(2)
+            await cluster.postOneEach([0])
+            // Claimed: the claimer asks IM next (the fake counts a call when it answers).
+            let claimed = try await poll(timeout: 20) { try await !(cluster.digests().first { $0.user == "u0" }?.claimedBy ?? "").isEmpty }
+            try #require(claimed, "no instance claimed u0's digest\n\(cluster.logTails())")
+            let claimer = try #require(try await cluster.digests().first { $0.user == "u0" }?.claimedBy)
+            let claimingPort = try #require(cluster.serves.firstIndex { cluster.instanceIDs[$0.pid] == claimer }, "the claimer \(claimer) is not one of the serves")
+            let other = 1 - claimingPort
+            let client = SignedCallbackClient(port: cluster.ports[other], token: ServeRig.callbackToken, connections: 1)
+            defer { client.close() }
+            await cluster.rig.im.state.setStatus(.online, for: ["u0"])
+            #expect(await client.stateChange(user: "u0", action: "Login"), "the Login was not acknowledged")
+            // Cancelled in the database at once, by the instance that received the Login.
+            let cancelled = try await poll(timeout: 3) { try await cluster.digests().first { $0.user == "u0" }?.state == "cancelled" }
+            let afterLogin = "\(try await cluster.digests()), log: \(try await cluster.sql("SELECT kind, detail FROM digest_events ORDER BY id"))"
+            #expect(cancelled, "u0's digest was not cancelled by the Login at the other instance: \(afterLogin)\n\(cluster.logTails())")
+            // IM answers the claimer (u0 offline, as far as IM says); it must still not send.
+            try await Task.sleep(for: .seconds(5))
+            #expect(await cluster.rig.wechat.script.sendAttempts == 0, "u0's cancelled digest reached WeChat")
+            #expect(try await cluster.digests().first { $0.user == "u0" }?.state == "cancelled")
+
+            // Presence travels between instances: u1 logs in at one, and a message to u1 at the
+            // other is kept unjoined (u1 is online there too), with no digest opened for it.
+            #expect(await client.stateChange(user: "u1", action: "Login"), "u1's Login was not acknowledged")
+            try await Task.sleep(for: .seconds(1))
+            let atClaimer = SignedCallbackClient(port: cluster.ports[claimingPort], token: ServeRig.callbackToken, connections: 1)
+            defer { atClaimer.close() }
+            #expect(await atClaimer.c2c(from: "teacher", to: "u1", key: "u1-online", text: "x"))
+            let rows = try await cluster.sql("SELECT digest_id IS NULL FROM messages WHERE msg_key = 'u1-online'")
+            #expect(rows.first?.first == "t", "the instance that did not receive u1's Login joined u1's message into a digest: presence did not reach it")
+            #expect(try await cluster.digests().filter { $0.user == "u1" }.isEmpty)
+        }
+    }
+
     // MARK: 3b. SIGSTOP inside a transaction
 
     @Test("SIGSTOP of an instance inside a transaction that locks digests it claimed: the others still take them over within a few instance_timeouts, and nobody gets two sends")

@@ -96,7 +96,7 @@ struct ServeDidNotStart: Error, CustomStringConvertible {
 }
 
 
-/// Posts signed `C2C.CallbackAfterSendMsg` callbacks to a running serve.
+/// Posts signed IM callbacks to a running serve.
 struct SignedCallbackClient: @unchecked Sendable {
     let port: Int
     let token: String
@@ -116,14 +116,26 @@ struct SignedCallbackClient: @unchecked Sendable {
     /// True when the service answered 200 with IM's OK body: the acknowledgement IM relies on.
     func c2c(from: String, to: String, key: String, text: String) async -> Bool {
         let now = Int64(Date().timeIntervalSince1970)
-        let sign = IMCallbackSignature.sign(token: token, requestTime: String(now))
-        let url = URL(string: "http://127.0.0.1:\(port)/im/callback?SdkAppid=1400000000&CallbackCommand=C2C.CallbackAfterSendMsg&contenttype=json&ClientIP=127.0.0.1&OptPlatform=Web&Sign=\(sign)&RequestTime=\(now)")!
-        let body: [String: Any] = [
+        return await post("C2C.CallbackAfterSendMsg", [
             "CallbackCommand": "C2C.CallbackAfterSendMsg", "From_Account": from, "To_Account": to, "MsgSeq": 1,
             "MsgRandom": abs(key.hashValue % 1_000_000), "MsgTime": now, "MsgKey": key, "OnlineOnlyFlag": 0, "SendMsgResult": 0,
             "ErrorInfo": "send msg succeed",
             "MsgBody": [["MsgType": "TIMTextElem", "MsgContent": ["Text": text]]],
-        ]
+        ])
+    }
+
+    /// A `State.StateChange` callback: `action` is `Login`, `Logout` or `Disconnect`.
+    func stateChange(user: String, action: String, eventTime: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) async -> Bool {
+        await post("State.StateChange", [
+            "CallbackCommand": "State.StateChange", "EventTime": eventTime, "Info": ["Action": action, "To_Account": user, "Reason": "x"],
+        ])
+    }
+
+    /// Posts one signed callback; true when it was answered 200 with IM's OK body.
+    func post(_ command: String, _ body: [String: Any]) async -> Bool {
+        let now = Int64(Date().timeIntervalSince1970)
+        let sign = IMCallbackSignature.sign(token: token, requestTime: String(now))
+        let url = URL(string: "http://127.0.0.1:\(port)/im/callback?SdkAppid=1400000000&CallbackCommand=\(command)&contenttype=json&ClientIP=127.0.0.1&OptPlatform=Web&Sign=\(sign)&RequestTime=\(now)")!
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
