@@ -26,6 +26,11 @@ public struct InstanceLease: Sendable {
 /// time) and waits there for each statement; the cooperative pool only awaits the result.
 /// A deadlock or serialization failure between instances rolls the transaction back and runs
 /// it again (at most three times).
+///
+/// PostgresNIO's `PostgresClient` is not used: it lends a connection to an async closure, while
+/// these transactions are synchronous and keep one connection for their whole length on a
+/// blocking thread. A fixed pool that those threads check connections out of does exactly that,
+/// with no task hop per statement.
 public final class PostgresEngine: StoreEngine {
     public let lease: InstanceLease
     /// Where the database is, for messages: `host:port/database`, never the user or password.
