@@ -18,21 +18,9 @@ struct CLIBesideIngestTests {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let database = dir.appendingPathComponent("roundup.sqlite").path
+        let serve = try ServeProcess.startSigned(
+            in: dir, callbackToken: OverloadTests.token, storage: "  path: \"\(database)\"", extra: "digest:\n  window: 10m")
         let config = dir.appendingPathComponent("roundup.yaml")
-        try """
-            server:
-              host: 127.0.0.1
-              port: 0
-            storage:
-              path: "\(database)"
-            im:
-              sdk_app_id: \(ServiceHarness.sdkAppID)
-              callback_token: "\(OverloadTests.token)"
-            digest:
-              window: 10m
-
-            """.write(to: config, atomically: true, encoding: .utf8)
-        let serve = try ServeProcess.start(in: dir, config: config)
         defer { Task { await serve.terminate() } }
         let port = try await serve.waitUntilListening()
         let client = SignedCallbackClient(port: port, token: OverloadTests.token, connections: Self.users)

@@ -27,19 +27,7 @@ struct OverloadTests {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let database = dir.appendingPathComponent("roundup.sqlite").path
-        let config = dir.appendingPathComponent("roundup.yaml")
-        try """
-            server:
-              host: 127.0.0.1
-              port: 0
-            storage:
-              path: "\(database)"
-            im:
-              sdk_app_id: \(ServiceHarness.sdkAppID)
-              callback_token: "\(Self.token)"
-
-            """.write(to: config, atomically: true, encoding: .utf8)
-        let serve = try ServeProcess.start(in: dir, config: config)
+        let serve = try ServeProcess.startSigned(in: dir, callbackToken: Self.token, storage: "  path: \"\(database)\"")
         let port = try await serve.waitUntilListening()
         let client = SignedCallbackClient(port: port, token: Self.token, connections: Self.burst)
         defer { client.close() }

@@ -24,20 +24,13 @@ struct PostgresOutageTests {
         viaProxy.port = proxyPort
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let config = dir.appendingPathComponent("roundup.yaml")
-        try """
-            server:
-              host: 127.0.0.1
-              port: 0
-            storage:
-              url: "postgres://\(viaProxy.user)@127.0.0.1:\(proxyPort)/\(viaProxy.database)?sslmode=disable"
-              pool_size: 4
-            im:
-              sdk_app_id: \(ServiceHarness.sdkAppID)
-              callback_token: "\(OverloadTests.token)"
-
-            """.write(to: config, atomically: true, encoding: .utf8)
-        let serve = try ServeProcess.start(in: dir, config: config, logLevel: "debug")
+        let serve = try ServeProcess.startSigned(
+            in: dir, callbackToken: OverloadTests.token,
+            storage: """
+                  url: "postgres://\(viaProxy.user)@127.0.0.1:\(proxyPort)/\(viaProxy.database)?sslmode=disable"
+                  pool_size: 4
+                """,
+            logLevel: "debug")
         let port = try await serve.waitUntilListening()
         let client = SignedCallbackClient(port: port, token: OverloadTests.token, connections: Self.burst)
         defer { client.close() }

@@ -25,6 +25,28 @@ final class ServeProcess: @unchecked Sendable {
         self.log = log
     }
 
+    /// Writes `roundup.yaml` in `dir` — loopback on a free port, signed IM callbacks with
+    /// `callbackToken`, then `storage` and `extra` as given (YAML lines, unindented section
+    /// headers) — and starts `serve` with it.
+    static func startSigned(
+        in dir: URL, callbackToken: String, storage: String, extra: String = "", logLevel: String = "info"
+    ) throws -> ServeProcess {
+        let config = dir.appendingPathComponent("roundup.yaml")
+        try """
+            server:
+              host: 127.0.0.1
+              port: 0
+            storage:
+            \(storage)
+            im:
+              sdk_app_id: \(ServiceHarness.sdkAppID)
+              callback_token: "\(callbackToken)"
+            \(extra)
+
+            """.write(to: config, atomically: true, encoding: .utf8)
+        return try start(in: dir, config: config, logLevel: logLevel)
+    }
+
     /// Starts `serve` in `dir` with `config` (nil: the default `./roundup.yaml`, or none).
     static func start(in dir: URL, config: URL?, logLevel: String = "info", environment: [String: String] = [:]) throws -> ServeProcess {
         let log = dir.appendingPathComponent("serve-\(UUID().uuidString.prefix(8)).log")
