@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Roundup
 
@@ -150,5 +151,34 @@ struct PostgresInstancesTests {
         }
         #expect(try await store.read { tx in try tx.activeDigest(for: "u2") } != nil)
         _ = try? await holder.value
+    }
+    @Test("a statement on a connection the server has closed fails at once instead of waiting for ever, and the next transaction gets a new connection")
+    func closedConnectionFails() async throws {
+        guard let (store, _, remove) = try await EngineUnderTest.postgresql.makeStore(poolSize: 2) else { return }
+        let finished = Mutex<Result<Void, any Error>?>(nil)
+        // The server ends this session 200 ms into its idle transaction; the next statement is sent
+        // on a closed connection. Before the fix it waited for an answer for ever.
+        let attempt = Task {
+            do {
+                try await store.write { tx in
+                    let pg = try #require(tx as? PostgresTransaction)
+                    try pg.run("SET LOCAL idle_in_transaction_session_timeout = 200")
+                    _ = DispatchSemaphore(value: 0).wait(timeout: .now() + 1.5)
+                    try pg.run("SELECT 1")
+                }
+                finished.withLock { $0 = .success(()) }
+            } catch {
+                finished.withLock { $0 = .failure(error) }
+            }
+        }
+        let done = try await poll(timeout: 30) { finished.withLock { $0 != nil } }
+        try #require(done, "the statement on the closed connection is still waiting after 30 s")
+        _ = await attempt.value
+        switch finished.withLock({ $0 }) {
+        case .failure(let error): #expect(RoundupStore.explain(error).contains("connection"), "\(error)")
+        default: Issue.record("the statement on a closed connection succeeded")
+        }
+        #expect(try await store.read { tx in try tx.activeDigest(for: "u1") } == nil, "the store did not recover")
+        remove()
     }
 }

@@ -11,7 +11,7 @@ enum EngineUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendabl
     var testDescription: String { rawValue }
 
     /// A new, empty store, and how to remove it.
-    func makeStore(instanceTimeout: Double = 15) async throws -> (store: RoundupStore, lease: InstanceLease?, remove: @Sendable () -> Void)? {
+    func makeStore(instanceTimeout: Double = 15, poolSize: Int = 4) async throws -> (store: RoundupStore, lease: InstanceLease?, remove: @Sendable () -> Void)? {
         switch self {
         case .sqlite:
             let temp = try TempStore()
@@ -22,7 +22,9 @@ enum EngineUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendabl
                 return nil
             }
             let lease = InstanceLease(timeoutSeconds: instanceTimeout)
-            let store = try RoundupStore.open(postgresSettings(url), lease: lease)
+            var settings = try postgresSettings(url)
+            settings.poolSize = poolSize
+            let store = try RoundupStore.open(settings, lease: lease)
             // Registered, as `serve` does before its first claim.
             try await store.write { tx in
                 try (tx as? PostgresTransaction)?.heartbeat(host: "test", pid: 1, version: RoundupVersion.current, fingerprint: "f")

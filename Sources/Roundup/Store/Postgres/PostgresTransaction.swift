@@ -28,16 +28,23 @@ public struct PostgresTransaction: StoreTransaction {
     func run(_ sql: String, arguments args: [any PGArgument]) throws -> PGResult {
         var binds = PostgresBindings(capacity: args.count)
         for a in args { try a.bind(into: &binds) }
+        // A connection the server or the network has closed (the server ends a session left idle
+        // in a transaction too long) would never answer: PostgresNIO does not fail a statement
+        // sent on it, so the thread would wait for ever (seen as a `serve` that never stopped).
+        guard !connection.isClosed else { throw PostgresStoreError(message: "the connection to PostgreSQL was lost") }
         do {
             let running = connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
-            // A statement that gets no answer (the network went silent) fails after a minute:
-            // closing the connection fails the statement, and the connection is not reused.
+            // A statement that gets no answer (the network went silent, or the connection closed
+            // as it was sent) fails after a minute, and its connection is closed and not reused.
             let connection = self.connection
+            let answer = running.eventLoop.makePromise(of: PostgresQueryResult.self)
+            running.cascade(to: answer)
             let watchdog = running.eventLoop.scheduleTask(in: Self.statementTimeout) {
+                answer.fail(PostgresStoreError(message: "PostgreSQL did not answer a statement within \(Self.statementTimeout.nanoseconds / 1_000_000_000) s"))
                 let _: EventLoopFuture<Void> = connection.close()
             }
             defer { watchdog.cancel() }
-            let result = try running.wait()
+            let result = try answer.futureResult.wait()
             return PGResult(rows: result.rows.map { PGRow($0.makeRandomAccess()) }, affected: result.metadata.rows ?? 0)
         } catch let error as PSQLError {
             throw PostgresStoreError(error)
