@@ -94,10 +94,12 @@ public final class Ingestor: Sendable {
         let urgentFlag = m.isUrgent
         let presence = self.presence
         let senderLogin = senderActive ? presence.apply(user: m.from, online: true, eventTime: m.msgTime * 1000) : nil
-        return await commit { tx in
+        let senderCameOnline = senderLogin.map { $0.applied && $0.previous != .online } ?? false
+        let hints = WriteHints(users: senderCameOnline ? [m.to, m.from] : [m.to], msgKeys: [m.msgKey])
+        return await commit(hints) { tx in
             // A sender already online had any digest cancelled when they came online, and none
             // opens while they stay online: only a change to online needs the check.
-            if let senderLogin, senderLogin.applied, senderLogin.previous != .online {
+            if senderCameOnline {
                 try DigestLifecycle(config: cfg, now: now).cameOnline(tx, user: m.from)
             }
             if try tx.isTombstoned(msgKey: m.msgKey, now: now) { return .skipped("recalled before it arrived") }
@@ -121,7 +123,7 @@ public final class Ingestor: Sendable {
         guard change.applied, change.previous != .online else { return outcome }
         let cfg = config.snapshot
         let now = clock.timestamp
-        let result = await commit { tx in
+        let result = await commit(WriteHints(users: [sender])) { tx in
             try DigestLifecycle(config: cfg, now: now).cameOnline(tx, user: sender)
             return outcome
         }
@@ -135,7 +137,7 @@ public final class Ingestor: Sendable {
         guard change.applied else { return .skipped("older than the last event for this user") }
         let cfg = config.snapshot
         let now = clock.timestamp
-        return await commit { tx in
+        return await commit(WriteHints(users: [user])) { tx in
             let lifecycle = DigestLifecycle(config: cfg, now: now)
             if online {
                 try lifecycle.cameOnline(tx, user: user)
@@ -214,9 +216,12 @@ public final class Ingestor: Sendable {
     // MARK: - plumbing
 
     /// Runs a transaction through the group committer, mapping failures to outcomes.
-    private func commit(_ work: @escaping @Sendable (StoreTransaction) throws -> IngestOutcome) async -> IngestOutcome {
+    /// `hints`: the users and MsgKeys the work touches, which the engine may read for the whole batch.
+    private func commit(
+        _ hints: WriteHints? = nil, _ work: @escaping @Sendable (StoreTransaction) throws -> IngestOutcome
+    ) async -> IngestOutcome {
         do {
-            let outcome = try await committer.perform(timeout: commitTimeout, work)
+            let outcome = try await committer.perform(timeout: commitTimeout, hints: hints, work)
             if outcome == .stored { metrics.messagesIngested.increment() }
             return outcome
         } catch CommitError.timedOut, CommitError.overloaded {

@@ -55,10 +55,13 @@ public final class GroupCommitter: Sendable {
     /// Runs `work` in a shared write transaction and returns once it is committed; throws
     /// `CommitError.timedOut` when that takes longer than `timeout`, `CommitError.overloaded`
     /// when the queue is full, or the work's own error.
+    ///
+    /// `hints` says what the work will touch, so an engine can read it for the whole batch at
+    /// once (`StoreTransaction.prepareBatch`); without them the work still runs, just unprepared.
     public func perform<T: Sendable>(
-        timeout: Duration, _ work: @escaping @Sendable (any StoreTransaction) throws -> T
+        timeout: Duration, hints: WriteHints? = nil, _ work: @escaping @Sendable (any StoreTransaction) throws -> T
     ) async throws -> T {
-        let job = TypedCommitJob(work: work)
+        let job = TypedCommitJob(work: work, hints: hints)
         let maxQueued = self.maxQueued
         let admitted = queue.withLock { q -> Bool? in
             // While the writer is stuck, callers give up and their jobs stay queued until a
@@ -98,14 +101,28 @@ public final class GroupCommitter: Sendable {
         if !live.isEmpty {
             do {
                 // Jobs almost never fail, so they run without a savepoint each (two statements
-                // fewer per job, two round trips on PostgreSQL). When one fails, the whole batch is
-                // undone and run again with a savepoint per job, without the job that failed: it
-                // keeps its error, and every other job commits as if it had run alone.
+                // fewer per job, two round trips on PostgreSQL), after the engine has read what
+                // they will touch, and the engine may hold their writes until the end. When a job
+                // fails, the whole batch is undone and run again with a savepoint per job and
+                // nothing prepared or held, without the job that failed: it keeps its error, and
+                // every other job commits as if it had run alone. When the held writes fail, no
+                // job is to blame and all run again.
                 var failed: ObjectIdentifier?
                 do {
                     try inTransaction { tx in
-                        for j in live where !j.runDirectly(tx) {
-                            failed = ObjectIdentifier(j)
+                        do {
+                            try tx.prepareBatch(live.compactMap(\.hints))
+                        } catch {
+                            throw BatchNeedsSavepoints()
+                        }
+                        for j in live {
+                            guard let error = j.runDirectly(tx) else { continue }
+                            if !(error is BatchWriteFailed) { failed = ObjectIdentifier(j) }
+                            throw BatchNeedsSavepoints()
+                        }
+                        do {
+                            try tx.flushBatch()
+                        } catch {
                             throw BatchNeedsSavepoints()
                         }
                     }
@@ -139,9 +156,12 @@ private struct BatchNeedsSavepoints: Error {}
 private protocol CommitJob: AnyObject, Sendable {
     /// Marks the job started; false if its caller gave up first (then it is skipped for good).
     func begin() -> Bool
-    /// Runs the work in the batch's transaction as it is; false when it threw (its error is kept
-    /// as its result, and the transaction must be rolled back: its partial writes are in it).
-    func runDirectly(_ tx: any StoreTransaction) -> Bool
+    /// What the work will touch, for `StoreTransaction.prepareBatch`.
+    var hints: WriteHints? { get }
+    /// Runs the work in the batch's transaction as it is; returns its error when it threw (the
+    /// error is kept as its result, and the transaction must be rolled back: its partial writes
+    /// are in it).
+    func runDirectly(_ tx: any StoreTransaction) -> (any Error)?
     /// Runs the work in a savepoint of its own, so that a failure undoes only its writes.
     func run(_ tx: any StoreTransaction)
     func finish(_ failure: CommitError?)
@@ -166,9 +186,13 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
     }
 
     let work: @Sendable (any StoreTransaction) throws -> T
+    let hints: WriteHints?
     let state = Mutex(State())
 
-    init(work: @escaping @Sendable (any StoreTransaction) throws -> T) { self.work = work }
+    init(work: @escaping @Sendable (any StoreTransaction) throws -> T, hints: WriteHints?) {
+        self.work = work
+        self.hints = hints
+    }
 
     func begin() -> Bool {
         state.withLock { s in
@@ -178,14 +202,14 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
         }
     }
 
-    func runDirectly(_ tx: any StoreTransaction) -> Bool {
+    func runDirectly(_ tx: any StoreTransaction) -> (any Error)? {
         do {
             let value = try work(tx)
             state.withLock { $0.result = .success(value) }
-            return true
+            return nil
         } catch {
             state.withLock { $0.result = .failure(error) }
-            return false
+            return error
         }
     }
 

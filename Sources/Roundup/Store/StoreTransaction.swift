@@ -11,6 +11,17 @@ public protocol StoreTransaction {
     /// rethrown, and the transaction goes on.
     func inSavepoint<T>(_ body: () throws -> T) throws -> T
 
+    // MARK: group commit
+
+    /// Called once at the start of a group-commit batch with what its jobs will touch, before
+    /// any job runs: an engine may read those facts for the whole batch at once and hold the
+    /// batch's writes until `flushBatch`. PostgreSQL does (a round trip per batch, not per
+    /// statement); SQLite does nothing (its statements cost no round trip).
+    func prepareBatch(_ hints: [WriteHints]) throws
+    /// Writes what `prepareBatch` held back. Throws `BatchWriteFailed` when that fails: the
+    /// failure belongs to the batch, not to one job.
+    func flushBatch() throws
+
     // MARK: users
 
     func user(_ id: String) throws -> User?
@@ -201,6 +212,26 @@ public protocol StoreTransaction {
     func eraseUser(_ id: String) throws -> Bool
 }
 
+/// What one group-commit job will read and write: the users whose rows, locks and open digests
+/// it needs, and the MsgKeys it will insert or check.
+public struct WriteHints: Sendable, Equatable {
+    public var users: [String]
+    public var msgKeys: [String]
+
+    public init(users: [String], msgKeys: [String] = []) {
+        self.users = users
+        self.msgKeys = msgKeys
+    }
+}
+
+/// Writes an engine held back for a whole batch failed when they were sent (another instance
+/// stored the same MsgKey meanwhile, say): no single job is to blame, so the batch runs again
+/// with a savepoint per job and nothing held back.
+public struct BatchWriteFailed: Error, CustomStringConvertible {
+    public let underlying: any Error
+    public var description: String { "\(underlying)" }
+}
+
 /// Work that one instance at a time does.
 public enum ExclusiveJob: Int64, Sendable {
     case housekeeping = 1
@@ -229,6 +260,9 @@ public enum DigestFilter: Sendable, Equatable {
 // MARK: rules over the primitives, once for every engine
 
 extension StoreTransaction {
+    public func prepareBatch(_ hints: [WriteHints]) throws {}
+    public func flushBatch() throws {}
+
     public func insertMessage(_ m: NewMessage) throws -> Int64? {
         try insertMessage(m, senderNameCard: nil, groupMessageID: nil)
     }

@@ -40,6 +40,12 @@ public final class PostgresEngine: StoreEngine {
     let poolSize: Int
     private let connections: ConnectionPool
     private let threads: NIOThreadPool
+    private let statements = Atomic<Int>(0)
+
+    /// Statements sent so far, each one round trip (for the bench and tests).
+    public var statementsSent: Int { statements.load(ordering: .relaxed) }
+
+    func countStatement() { statements.add(1, ordering: .relaxed) }
 
     /// How long a statement waits for a lock another session holds (a user's advisory lock, a
     /// credit row) before it fails with SQLSTATE 55P03: well inside a callback's 1.5 s deadline.
@@ -121,7 +127,7 @@ public final class PostgresEngine: StoreEngine {
         while true {
             attempt += 1
             let connection = try connections.checkout()
-            let tx = PostgresTransaction(connection: connection, logger: logger, instance: lease, readOnly: readOnly)
+            let tx = PostgresTransaction(connection: connection, logger: logger, instance: lease, readOnly: readOnly, engine: self)
             do {
                 try tx.run(readOnly ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN")
                 let value = try body(tx)
@@ -129,6 +135,7 @@ public final class PostgresEngine: StoreEngine {
                 connections.checkin(connection)
                 return value
             } catch {
+                tx.batch.reset()
                 let rolledBack = (try? tx.run("ROLLBACK")) != nil
                 connections.checkin(connection, broken: !rolledBack)
                 if attempt < 3, let pg = error as? PostgresStoreError, pg.isRetryable { continue }

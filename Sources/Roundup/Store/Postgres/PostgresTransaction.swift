@@ -14,6 +14,10 @@ public struct PostgresTransaction: StoreTransaction {
     let instance: InstanceLease
     /// A read-only transaction takes no row locks.
     var readOnly = false
+    /// Counts the statements sent.
+    unowned let engine: PostgresEngine
+    /// A group-commit batch's facts and held-back writes (inactive outside `prepareBatch`).
+    let batch = PostgresBatch()
 
     // MARK: running statements
 
@@ -25,7 +29,19 @@ public struct PostgresTransaction: StoreTransaction {
         try run(sql, arguments: args)
     }
 
+    /// Runs one statement after the batch's held writes, if any: the statement may read or
+    /// change what they touch, so they go first and the batch's facts are dropped.
     func run(_ sql: String, arguments args: [any PGArgument]) throws -> PGResult {
+        if batch.active {
+            try batch.flush(self)
+            batch.reset()
+        }
+        return try send(sql, arguments: args)
+    }
+
+    /// Runs one statement now, whatever the batch holds.
+    func send(_ sql: String, arguments args: [any PGArgument]) throws -> PGResult {
+        engine.countStatement()
         var binds = PostgresBindings(capacity: args.count)
         for a in args { try a.bind(into: &binds) }
         // A connection the server or the network has closed (the server ends a session left idle
@@ -55,6 +71,21 @@ public struct PostgresTransaction: StoreTransaction {
         try run(sql, arguments: args).rows.first
     }
 
+    // MARK: group commit
+
+    public func prepareBatch(_ hints: [WriteHints]) throws {
+        let users = hints.flatMap(\.users)
+        guard !readOnly, !users.isEmpty else { return }
+        if batch.active { try flushBatch() }
+        try batch.prepare(self, users: users, keys: hints.flatMap(\.msgKeys))
+    }
+
+    public func flushBatch() throws {
+        guard batch.active else { return }
+        try batch.flush(self)
+        batch.reset()
+    }
+
     public func inSavepoint<T>(_ body: () throws -> T) throws -> T {
         try run("SAVEPOINT job")
         let value: T
@@ -79,7 +110,8 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func user(_ id: String) throws -> User? {
-        try one("SELECT \(Self.userColumns) FROM users WHERE im_user_id = $1", id).map(Self.user)
+        if batch.knowsUser(id) { return batch.user(id) }
+        return try one("SELECT \(Self.userColumns) FROM users WHERE im_user_id = $1", id).map(Self.user)
     }
 
     public func user(openid: String) throws -> User? {
@@ -105,6 +137,7 @@ public struct PostgresTransaction: StoreTransaction {
     // MARK: messages
 
     public func insertMessage(_ m: NewMessage, senderNameCard: String?, groupMessageID: Int64?) throws -> Int64? {
+        if senderNameCard == nil, groupMessageID == nil, let held = batch.insertMessage(m) { return held }
         if let groupMessageID {
             return try one("""
                 INSERT INTO messages (group_message_id, recipient, sender, sender_name_card, msg_time, received_at, summary, urgent)
@@ -157,7 +190,7 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func join(messages ids: [Int64], to digest: Int64) throws {
-        guard !ids.isEmpty else { return }
+        guard !ids.isEmpty, !batch.join(messages: ids, to: digest) else { return }
         try run("UPDATE messages SET digest_id = $1 WHERE id = ANY($2)", digest, ids)
     }
 
@@ -191,7 +224,8 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func isTombstoned(msgKey: String, now: Timestamp) throws -> Bool {
-        try one("SELECT EXISTS (SELECT 1 FROM recall_tombstones WHERE msg_key = $1 AND expires_at > $2) AS found",
+        if let held = batch.isTombstoned(msgKey: msgKey, now: now) { return held }
+        return try one("SELECT EXISTS (SELECT 1 FROM recall_tombstones WHERE msg_key = $1 AND expires_at > $2) AS found",
                 msgKey, now.milliseconds)?.bool("found") ?? false
     }
 
@@ -265,17 +299,22 @@ public struct PostgresTransaction: StoreTransaction {
 
     // MARK: digests
 
+    static let activeDigestColumns = """
+        id, state, reason, window_start_at, last_message_at, due_at, urgent, flush_requested,
+        (SELECT COUNT(*) FROM messages m WHERE m.digest_id = d.id AND m.status = 'pending') AS pending
+        """
+
     public func activeDigest(for user: String) throws -> ActiveDigest? {
+        if batch.knowsUser(user) { return batch.activeDigest(for: user) }
         // Several instances may work on one user at once: a transaction-scoped lock per user
         // serialises them, and the read after it sees what the previous holder committed.
         try run("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", user)
-        guard let r = try one("""
-            SELECT id, state, reason, window_start_at, last_message_at, due_at, urgent, flush_requested,
-                   (SELECT COUNT(*) FROM messages m WHERE m.digest_id = d.id AND m.status = 'pending') AS pending
-            FROM digests d WHERE im_user_id = $1 AND state IN ('open', 'held')
-            """, user)
-        else { return nil }
-        return ActiveDigest(
+        return try one("SELECT \(Self.activeDigestColumns) FROM digests d WHERE im_user_id = $1 AND state IN ('open', 'held')", user)
+            .map(Self.activeDigest)
+    }
+
+    static func activeDigest(_ r: PGRow) throws -> ActiveDigest {
+        ActiveDigest(
             id: try r.int64("id"), state: DigestState(rawValue: try r.string("state")) ?? .open,
             reason: try r.stringOrNil("reason").flatMap(DigestReason.init(rawValue:)),
             windowStartAt: try r.time("window_start_at"), lastMessageAt: try r.timeOrNil("last_message_at"),
@@ -284,10 +323,12 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func lastSendStart(user: String, excluding digest: Int64?) throws -> Timestamp? {
-        try one("""
+        // Sent at once, ahead of the batch's held writes: those only add open digests and re-time
+        // them, never touching the states read here, so the batch keeps its facts.
+        try send("""
             SELECT max(sending_at) AS at FROM digests
             WHERE im_user_id = $1 AND state IN ('sending', 'sent', 'dry_run', 'in_doubt') AND id <> $2
-            """, user, digest ?? -1)?.timeOrNil("at")
+            """, arguments: [user, digest ?? -1]).rows.first?.timeOrNil("at")
     }
 
     public func digestState(_ id: Int64) throws -> DigestState? {
@@ -299,6 +340,7 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func insertDigest(for user: String, windowStart: Timestamp, dueAt: Timestamp, now: Timestamp) throws -> Int64 {
+        if let held = try batch.insertDigest(for: user, windowStart: windowStart, dueAt: dueAt, now: now) { return held }
         do {
             guard let id = try one("""
                 INSERT INTO digests (im_user_id, state, opened_at, window_start_at, due_at, updated_at)
@@ -312,6 +354,7 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func updateDigestTiming(_ id: Int64, lastMessageAt: Timestamp?, dueAt: Timestamp?, urgent: Bool, now: Timestamp) throws {
+        if batch.updateTiming(id, lastMessageAt: lastMessageAt, dueAt: dueAt, urgent: urgent, now: now) { return }
         try run("""
             UPDATE digests SET last_message_at = coalesce($1::bigint, last_message_at),
                 due_at = CASE WHEN state = 'open' THEN coalesce($2::bigint, due_at) ELSE due_at END,
@@ -334,6 +377,7 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func appendEvent(digest: Int64, at: Timestamp, kind: DigestEventKind, detail: String) throws {
+        if batch.appendEvent(digest: digest, at: at, kind: kind, detail: detail) { return }
         try run("INSERT INTO digest_events (digest_id, at, kind, detail) VALUES ($1, $2, $3, $4)", digest, at.milliseconds, kind.rawValue, detail)
     }
 
