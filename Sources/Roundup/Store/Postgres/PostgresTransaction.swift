@@ -299,9 +299,14 @@ public struct PostgresTransaction: StoreTransaction {
 
     // MARK: digests
 
+    /// The pending count filters the digest's messages rather than putting the status in the
+    /// WHERE clause: with it there, the planner (its statistics a little old on a growing table)
+    /// chose to AND the digest index with the partial index of all pending messages, and read
+    /// every pending message of the database for each digest (1 ms a batch at 1,000 callbacks/s).
+    static let pendingColumn = "(SELECT COUNT(*) FILTER (WHERE m.status = 'pending') FROM messages m WHERE m.digest_id = d.id) AS pending"
+
     static let activeDigestColumns = """
-        id, state, reason, window_start_at, last_message_at, due_at, urgent, flush_requested,
-        (SELECT COUNT(*) FROM messages m WHERE m.digest_id = d.id AND m.status = 'pending') AS pending
+        id, state, reason, window_start_at, last_message_at, due_at, urgent, flush_requested, \(pendingColumn)
         """
 
     public func activeDigest(for user: String) throws -> ActiveDigest? {
@@ -336,7 +341,7 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func pendingCount(digest: Int64) throws -> Int {
-        try count("SELECT COUNT(*) AS n FROM messages WHERE digest_id = $1 AND status = 'pending'", digest)
+        try count("SELECT COUNT(*) FILTER (WHERE status = 'pending') AS n FROM messages WHERE digest_id = $1", digest)
     }
 
     public func insertDigest(for user: String, windowStart: Timestamp, dueAt: Timestamp, now: Timestamp) throws -> Int64 {
@@ -565,7 +570,7 @@ public struct PostgresTransaction: StoreTransaction {
     public func openDigestTimings(user: String?) throws -> [OpenDigestTiming] {
         let sql = """
             SELECT d.id, d.im_user_id, u.profile, d.window_start_at, d.last_message_at, d.due_at, d.urgent, d.flush_requested,
-                   (SELECT COUNT(*) FROM messages m WHERE m.digest_id = d.id AND m.status = 'pending') AS pending
+                   \(Self.pendingColumn)
             FROM digests d LEFT JOIN users u ON u.im_user_id = d.im_user_id
             WHERE d.state = 'open' \(user == nil ? "" : "AND d.im_user_id = $1")
             """
