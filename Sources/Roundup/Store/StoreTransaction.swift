@@ -359,7 +359,12 @@ extension StoreTransaction {
         }
         credit.updatedAt = now
         try saveCredit(credit)
-        try notifyInstances()
+        // Only a grant can lift a `no_credit` hold, so only a grant wakes the other instances
+        // (a spend, one per send, would wake them all for nothing).
+        switch change {
+        case .add, .subscribe: try notifyInstances()
+        case .revoke, .spend: break
+        }
         return (true, credit)
     }
 

@@ -50,6 +50,22 @@ struct PostgresCoordinationTests {
         }
     }
 
+    @Test("a credit spent on a send wakes no other instance (it cannot lift a hold); a credit granted does")
+    func spendWakesNobody() async throws {
+        guard let (a, b) = try await PostgresInstancesTests.twoInstances() else { return }
+        defer { a.postgres?.shutdown(); b.postgres?.shutdown() }
+        let engine = try #require(a.postgres)
+        func statements(_ change: CreditChange) async throws -> Int {
+            let before = engine.statementsSent
+            _ = try await a.applyCreditAsync(openid: "o1", templateID: "T", change: change, eventKey: nil, now: t0)
+            return engine.statementsSent - before
+        }
+        let grant = try await statements(.add(2))
+        let spend = try await statements(.spend)
+        // The same reads and writes; a grant adds its NOTIFY.
+        #expect(grant == spend + 1, "a grant sent \(grant) statements, a spend \(spend)")
+    }
+
     @Test("presence payloads stay under PostgreSQL's NOTIFY limit and keep every event")
     func payloadSplit() {
         let notes = (0..<500).map { PresenceNote(user: "u\($0)", online: $0 % 3 == 0, eventTime: 1_700_000_000_000 + Int64($0)) }

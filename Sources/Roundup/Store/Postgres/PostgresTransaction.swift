@@ -486,10 +486,12 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func digestMessages(_ id: Int64) throws -> [DigestMessageRow] {
+        // The digest's messages first, by the digest index alone (see `pendingColumn`).
         try run("""
+            WITH mine AS MATERIALIZED (SELECT * FROM messages WHERE digest_id = $1)
             SELECT m.id, m.sender, u.name, m.sender_name_card, m.msg_time, coalesce(m.summary, '') AS summary
-            FROM messages m LEFT JOIN users u ON u.im_user_id = m.sender
-            WHERE m.digest_id = $1 AND m.status = 'pending' ORDER BY m.msg_time, m.id
+            FROM mine m LEFT JOIN users u ON u.im_user_id = m.sender
+            WHERE m.status = 'pending' ORDER BY m.msg_time, m.id
             """, id).rows.map { r in
             DigestMessageRow(id: try r.int64("id"), sender: try r.string("sender"), senderName: try r.stringOrNil("name"),
                              senderNameCard: try r.stringOrNil("sender_name_card"), msgTime: try r.int64("msg_time"),
