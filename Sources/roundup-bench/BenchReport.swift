@@ -11,6 +11,8 @@ enum BenchUnit: String, Sendable {
     case count = ""
     case percent = "%"
     case microseconds = "µs"
+    /// A plain number with two decimals (so many per something).
+    case ratio = "×"
 }
 
 /// The goal a figure is held to (issue 7).
@@ -57,6 +59,7 @@ struct BenchRow: Sendable {
         case .count: return grouped(value.rounded())
         case .percent: return String(format: "%.0f %%", value)
         case .microseconds: return String(format: "%.0f µs", value)
+        case .ratio: return String(format: "%.2f", value)
         }
     }
 

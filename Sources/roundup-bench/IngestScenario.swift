@@ -4,7 +4,7 @@ import Roundup
 
 /// `ingest`: signed `C2C.CallbackAfterSendMsg` callbacks for offline parents over N keep-alive
 /// connections — a short warm-up, then a fixed offered rate (open loop), then full load (closed
-/// loop) — and afterwards every acknowledged MsgKey counted in SQLite.
+/// loop) — and afterwards every acknowledged MsgKey counted in the store.
 struct IngestScenario {
     var users: Int
     var connections: Int
@@ -21,6 +21,8 @@ struct IngestScenario {
         var result: LoadResult
         /// CPU this process (service and load generator together) used during the phase.
         var cpuSeconds: Double = 0
+        /// PostgreSQL statements (round trips) sent during the phase; nil on SQLite.
+        var statements: Int?
     }
 
     func run(into report: inout BenchReport) async throws {
@@ -48,9 +50,11 @@ struct IngestScenario {
                 let full = C2CMessageWriter(prefix: "full-", users: users)
                 progress("ingest: full load, \(connections) connections, \(Self.short(duration)) s (closed loop)")
                 let cpuBefore = processCPUSeconds()
+                let statementsBefore = runtime.store.postgres?.statementsSent
                 phases.append(Phase(label: "full", writer: full, result: try await LoadGenerator.run(
                     port: port, plan: LoadPlan(connections: connections, mode: .closedLoop, duration: duration, maxRequests: 5_000_000),
-                    writer: full), cpuSeconds: processCPUSeconds() - cpuBefore))
+                    writer: full), cpuSeconds: processCPUSeconds() - cpuBefore,
+                    statements: statementsBefore.flatMap { before in runtime.store.postgres.map { $0.statementsSent - before } }))
                 return phases
             }
             progress("ingest: counting stored messages per MsgKey")
@@ -122,6 +126,9 @@ struct IngestScenario {
                 if let cpu = phases.first(where: { $0.label == "full" })?.cpuSeconds, full.ok > 0 {
                     report.add(n, "full load: CPU per callback (service + generator)", 1e6 * cpu / Double(full.ok), .microseconds)
                 }
+                if let statements = phases.first(where: { $0.label == "full" })?.statements, full.ok > 0 {
+                    report.add(n, "full load: PostgreSQL round trips per callback", Double(statements) / Double(full.ok), .ratio)
+                }
             }
             if let fixed = phases.first(where: { $0.label == "rate" })?.result {
                 let label = "\(Int(rate))/s offered"
@@ -138,7 +145,7 @@ struct IngestScenario {
             if storedUnacknowledged > 0 {
                 report.add(n, "stored though never acknowledged (harmless)", Double(storedUnacknowledged), .count)
             }
-            report.add(n, "pending messages in SQLite", Double(pendingMessages), .count)
+            report.add(n, "pending messages in the store", Double(pendingMessages), .count)
             report.add(n, "open digests", Double(openDigests), .count)
             report.add(n, "shed (roundup_callbacks_total outcome=shed)", shed, .count)
             let notOK = phases.reduce(0) { $0 + $1.result.notOK }
@@ -146,7 +153,7 @@ struct IngestScenario {
             let problem = phases.compactMap(\.result.firstProblem).first.map { " (first: \($0))" } ?? ""
             report.check(n, "answers other than 200 ErrorCode 0", notOK, failure: "\(notOK) callbacks were not answered 200 with ErrorCode 0\(problem)")
             report.check(n, "callbacks unanswered (timeout, closed)", failed, failure: "\(failed) callbacks got no answer\(problem)")
-            report.check(n, "acknowledged but not in SQLite (lost)", lost,
+            report.check(n, "acknowledged but not in the store (lost)", lost,
                          failure: "\(lost) acknowledged messages are not stored\(firstLost.map { " (e.g. MsgKey \($0))" } ?? "")")
             report.check(n, "stored more than once (duplicated)", duplicated, failure: "\(duplicated) MsgKeys are stored more than once")
             if acknowledged == 0 { report.fail(n, "no callback was acknowledged, so nothing could be verified") }
