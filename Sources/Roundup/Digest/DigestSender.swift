@@ -135,9 +135,9 @@ public final class DigestSender: Sendable {
             guard let wechat else {
                 guard shouldStart() else { return }
                 // Dry run: every rule applied, nothing spent, no WeChat call.
-                let id = d.id, templateID = template.id
+                let id = d.id, templateID = template.id, rendered = messages.map(\.id)
                 let done = await write(.finish, digest: id) { tx -> Bool in
-                    guard try tx.markSending(id, template: templateID, body: body, now: now) else { return false }
+                    guard try tx.markSending(id, rendered: rendered, template: templateID, body: body, now: now) else { return false }
                     try tx.moveDigest(id, from: .sending, to: .dryRun, now: now, note: "dry run: rendered, not sent")
                     try tx.finishMessages(ofDigest: id, status: .delivered, now: now)
                     return true
@@ -157,8 +157,10 @@ public final class DigestSender: Sendable {
                 if state == .open {
                     guard shouldStart() else { return }
                     // Committed before the call (at most once); concurrent senders share the transaction.
-                    let id = d.id, templateID = template.id
-                    guard await write(.markSending, digest: id, { tx in try tx.markSending(id, template: templateID, body: body, now: now) }) == true
+                    let id = d.id, templateID = template.id, rendered = messages.map(\.id)
+                    guard await write(.markSending, digest: id, { tx in
+                        try tx.markSending(id, rendered: rendered, template: templateID, body: body, now: now)
+                    }) == true
                     else { return }
                     state = .sending
                 }

@@ -299,8 +299,13 @@ extension StoreTransaction {
     }
 
     /// `open` → `sending` with the template and body about to be sent (recorded before the call).
-    public func markSending(_ id: Int64, template: String, body: String, now: Timestamp) throws -> Bool {
-        guard try holdsSendRight(id), try moveDigest(id, from: .open, to: .sending, now: now, note: "template \(template)") else { return false }
+    /// `rendered` are the messages the body was rendered from: when the digest's pending messages
+    /// are no longer exactly those (one joined, or was read or recalled, since they were read),
+    /// nothing changes and false is returned, so the next pass renders it again. Otherwise a
+    /// message that joined meanwhile would be marked delivered without having been in any body.
+    public func markSending(_ id: Int64, rendered: [Int64], template: String, body: String, now: Timestamp) throws -> Bool {
+        guard try holdsSendRight(id), Set(try digestMessages(id).map(\.id)) == Set(rendered),
+              try moveDigest(id, from: .open, to: .sending, now: now, note: "template \(template)") else { return false }
         try recordSendStart(id, template: template, body: body, now: now)
         return true
     }

@@ -149,6 +149,79 @@ struct GroupCommitBatchTests {
         #expect(try await store.read { tx in try tx.activeDigest(for: "u1")?.pendingCount } == 2)
     }
 
+    @Test("a message that joins a due digest after its messages were read for the body stops the send from starting: the next pass sends it too", arguments: EngineUnderTest.allCases)
+    func joinWhileRendering(engine: EngineUnderTest) async throws {
+        let config = try ConfigLoader(environment: [:]).load(yaml: Self.yaml, source: "test").config
+        // A long instance timeout: the send right needs a live heartbeat, and a loaded machine is slow.
+        guard let (store, _, remove) = try await engine.makeStore(instanceTimeout: 3_600, poolSize: 2) else { return }
+        defer { remove() }
+        _ = try await store.write { tx in try Self.ingest(tx, config, key: "a", to: "u1") }
+        // Claimed as the scheduler claims it (on PostgreSQL the send right needs the claim).
+        let due = try await store.write { tx in try tx.claimDueDigests(now: t0 + 3_600_000, limit: 10) }
+        let id = try #require(due.first?.id)
+        let rendered = try await store.read { tx in try tx.digestMessages(id).map(\.id) }
+        // Between the read and the mark, another message joins (a batch on PostgreSQL).
+        _ = try await store.write { tx in
+            try tx.prepareBatch([WriteHints(users: ["u1"], msgKeys: ["b"])])
+            let outcome = try Self.ingest(tx, config, key: "b", to: "u1")
+            try tx.flushBatch()
+            return outcome
+        }
+        #expect(try await store.write { tx in try tx.markSending(id, rendered: rendered, template: "T", body: "{}", now: t0) } == false,
+                "the send started from a body without the message that joined")
+        #expect(try await store.read { tx in try tx.activeDigest(for: "u1") }?.pendingCount == 2)
+        let again = try await store.read { tx in try tx.digestMessages(id).map(\.id) }
+        #expect(again.count == 2)
+        #expect(try await store.write { tx in try tx.markSending(id, rendered: again, template: "T", body: "{}", now: t0) })
+    }
+
+    @Test("PostgreSQL: a send cannot start while a batch that joins a message to its digest is uncommitted; it waits, sees the message, and does not start")
+    func sendWaitsForJoiningBatch() async throws {
+        let config = try ConfigLoader(environment: [:]).load(yaml: Self.yaml, source: "test").config
+        // A long instance timeout: the send right needs a live heartbeat, and the server ends a
+        // session idle in a transaction after half of it.
+        guard let (store, _, remove) = try await EngineUnderTest.postgresql.makeStore(instanceTimeout: 3_600, poolSize: 4) else { return }
+        defer { remove() }
+        _ = try await store.write { tx in try Self.ingest(tx, config, key: "a", to: "u1") }
+        let due = try await store.write { tx in try tx.claimDueDigests(now: t0 + 3_600_000, limit: 10) }
+        let id = try #require(due.first?.id)
+        let rendered = try await store.read { tx in try tx.digestMessages(id).map(\.id) }
+        let commit = DispatchSemaphore(value: 0)
+        let (joined, joining) = AsyncStream<Void>.makeStream()
+        async let ingest = store.write { tx in
+            // The batch has read the open digest and joined the message in memory; its writes
+            // (and the digest row's update) are not sent yet.
+            try tx.prepareBatch([WriteHints(users: ["u1"], msgKeys: ["b"])])
+            let outcome = try Self.ingest(tx, config, key: "b", to: "u1")
+            joining.yield()
+            _ = commit.wait(timeout: .now() + 30)
+            try tx.flushBatch()
+            return outcome
+        }
+        for await _ in joined { break }
+        async let mark = store.write { tx in
+            // Long enough for the check below to see it wait, however loaded the machine.
+            try (tx as? PostgresTransaction)?.run("SET LOCAL lock_timeout = '30s'")
+            return try tx.markSending(id, rendered: rendered, template: "T", body: "{}", now: t0)
+        }
+        // The send waits for the batch's share lock on the digest row.
+        var waiting = false
+        for _ in 0..<200 where !waiting {
+            waiting = try await store.read { tx in
+                try (tx as? PostgresTransaction)?.one("""
+                    SELECT count(*) AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                    WHERE NOT l.granted AND a.datname = current_database()
+                    """)?.int64("n") ?? 0
+            } > 0
+            if !waiting { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        commit.signal()
+        #expect(waiting, "the send did not wait for the uncommitted join")
+        #expect(try await ingest == "stored")
+        #expect(try await mark == false, "the send started from a body without the message that joined")
+        #expect(try await store.read { tx in try tx.digestState(id) } == .open)
+    }
+
     static func hints(_ key: String) -> WriteHints { WriteHints(users: ["u1"], msgKeys: [key]) }
 
     @Test("when another instance stores a MsgKey of the batch meanwhile, the batch runs again with a savepoint per job: that job is a duplicate, the others are stored")

@@ -21,6 +21,13 @@ struct TempStore {
 
 let t0 = Timestamp(milliseconds: 1_764_000_000_000)
 
+extension StoreTransaction {
+    /// Tests that set up a digest's state: marks it sending as rendered from what is pending now.
+    func markSending(_ id: Int64, template: String, body: String, now: Timestamp) throws -> Bool {
+        try markSending(id, rendered: try digestMessages(id).map(\.id), template: template, body: body, now: now)
+    }
+}
+
 @Suite("SQLite store")
 struct StoreTests {
     @Test("an empty file migrates to every migration, and reopening is a no-op")

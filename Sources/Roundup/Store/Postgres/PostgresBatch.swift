@@ -83,7 +83,7 @@ final class PostgresBatch {
         }
         for r in try tx.send("""
             SELECT im_user_id, \(PostgresTransaction.activeDigestColumns) FROM digests d
-            WHERE im_user_id = ANY($1) AND state IN ('open', 'held')
+            WHERE im_user_id = ANY($1) AND state IN ('open', 'held') FOR SHARE OF d
             """, arguments: [sortedUsers]).rows {
             let d = try PostgresTransaction.activeDigest(r)
             let user = try r.string("im_user_id")

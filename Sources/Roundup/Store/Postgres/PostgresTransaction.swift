@@ -314,7 +314,10 @@ public struct PostgresTransaction: StoreTransaction {
         // Several instances may work on one user at once: a transaction-scoped lock per user
         // serialises them, and the read after it sees what the previous holder committed.
         try run("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", user)
-        return try one("SELECT \(Self.activeDigestColumns) FROM digests d WHERE im_user_id = $1 AND state IN ('open', 'held')", user)
+        // Share-locked until commit: a send cannot start (`holdsSendRight` locks the row for
+        // update) while a message this transaction joins is not committed, and so cannot miss it.
+        let lock = readOnly ? "" : " FOR SHARE OF d"
+        return try one("SELECT \(Self.activeDigestColumns) FROM digests d WHERE im_user_id = $1 AND state IN ('open', 'held')\(lock)", user)
             .map(Self.activeDigest)
     }
 
