@@ -82,13 +82,7 @@ struct GroupCommitBatchTests {
 
         // All jobs queue behind a held writer, so they share one prepared batch.
         let together = GroupCommitter(store: batched)
-        let release = DispatchSemaphore(value: 0)
-        let (started, starting) = AsyncStream<Void>.makeStream()
-        async let hold: Void = together.perform(timeout: .seconds(60)) { _ in
-            starting.yield()
-            _ = release.wait(timeout: .now() + 60)
-        }
-        for await _ in started { break }
+        let hold = await WriterHold.start(together)
         let before = together.committedTransactions
         let batchedStatements = batched.postgres?.statementsSent ?? 0
         let outcomes = Task {
@@ -108,10 +102,8 @@ struct GroupCommitBatchTests {
                 return all.sorted { $0.0 < $1.0 }.map(\.1)
             }
         }
-        for _ in 0..<1_000 where together.queuedJobs < Self.jobs.count { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(together.queuedJobs == Self.jobs.count, "the jobs did not all queue behind the held writer")
-        release.signal()
-        try await hold
+        #expect(try await hold.waitForQueue(Self.jobs.count), "the jobs did not all queue behind the held writer")
+        try await hold.release()
         let batchedOutcomes = try await outcomes.value
         #expect(together.committedTransactions - before == 2, "the jobs did not share one transaction")
         if let a = alone.postgres, let b = batched.postgres {
@@ -234,13 +226,7 @@ struct GroupCommitBatchTests {
         defer { other.postgres?.shutdown() }
         let committer = GroupCommitter(store: store)
         let firstRuns = CallCounter()
-        let release = DispatchSemaphore(value: 0)
-        let (started, starting) = AsyncStream<Void>.makeStream()
-        async let hold: Void = committer.perform(timeout: .seconds(60)) { _ in
-            starting.yield()
-            _ = release.wait(timeout: .now() + 60)
-        }
-        for await _ in started { break }
+        let hold = await WriterHold.start(committer)
         async let first = committer.perform(timeout: .seconds(60), hints: Self.hints("k1")) { tx in
             firstRuns.increment()
             // After the batch read that k2 is new, another instance stores it.
@@ -249,14 +235,12 @@ struct GroupCommitBatchTests {
             }
             return try Self.ingest(tx, config, key: "k1", to: "u1")
         }
-        for _ in 0..<1_000 where committer.queuedJobs < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        _ = try await hold.waitForQueue(1)
         async let second = committer.perform(timeout: .seconds(60), hints: Self.hints("k2")) { tx in try Self.ingest(tx, config, key: "k2", to: "u1") }
-        for _ in 0..<1_000 where committer.queuedJobs < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        _ = try await hold.waitForQueue(2)
         async let third = committer.perform(timeout: .seconds(60), hints: Self.hints("k3")) { tx in try Self.ingest(tx, config, key: "k3", to: "u1") }
-        for _ in 0..<1_000 where committer.queuedJobs < 3 { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(committer.queuedJobs == 3)
-        release.signal()
-        try await hold
+        #expect(try await hold.waitForQueue(3), "the jobs did not queue behind the held writer, in order")
+        try await hold.release()
         let outcomes = try await [first, second, third]
         #expect(outcomes == ["stored", "duplicate", "stored"])
         #expect(firstRuns.value == 2, "the batch did not run again")

@@ -57,20 +57,12 @@ struct GroupCommitterTests {
         let committer = GroupCommitter(store: store)
         let badRuns = CallCounter()
         // A job holds the writer while the next three queue up, so they share one batch.
-        let release = DispatchSemaphore(value: 0)
-        let (started, starting) = AsyncStream<Void>.makeStream()
-        async let hold: Void = committer.perform(timeout: .seconds(60)) { _ in
-            starting.yield()
-            _ = release.wait(timeout: .now() + 60)
-        }
-        for await _ in started { break }
+        let hold = await WriterHold.start(committer)
         async let first = Self.insert("first", committer, badRuns)
         async let bad = Self.insert("bad", committer, badRuns, fail: true)
         async let last = Self.insert("last", committer, badRuns)
-        for _ in 0..<1_000 where committer.queuedJobs < 3 { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(committer.queuedJobs == 3, "the three jobs did not queue behind the held writer, so they may not share a batch")
-        release.signal()
-        try await hold
+        #expect(try await hold.waitForQueue(3), "the three jobs did not queue behind the held writer, so they may not share a batch")
+        try await hold.release()
         let (firstID, lastID) = try await (first, last)
         #expect(firstID != nil && lastID != nil)
         var failed = false
@@ -173,4 +165,38 @@ struct GroupCommitterTests {
 /// Refusals counted as they happen, while the refused callers' group is still running.
 private final class RefusalTally: Sendable {
     let count = Mutex(0)
+}
+
+/// A job that holds a group committer's writer, so that the jobs queued meanwhile share the next
+/// batch. It runs on the engine's thread, never on the cooperative pool.
+struct WriterHold {
+    let committer: GroupCommitter
+    private let gate: DispatchSemaphore
+    private let job: Task<Void, any Error>
+
+    /// Starts the holding job and returns once it holds the writer.
+    static func start(_ committer: GroupCommitter) async -> WriterHold {
+        let gate = DispatchSemaphore(value: 0)
+        let (started, starting) = AsyncStream<Void>.makeStream()
+        let job = Task {
+            try await committer.perform(timeout: .seconds(60)) { _ in
+                starting.yield()
+                _ = gate.wait(timeout: .now() + 60)
+            }
+        }
+        for await _ in started { break }
+        return WriterHold(committer: committer, gate: gate, job: job)
+    }
+
+    /// Waits (up to 10 s) until `count` jobs are queued behind the hold; whether they are.
+    func waitForQueue(_ count: Int) async throws -> Bool {
+        for _ in 0..<1_000 where committer.queuedJobs < count { try await Task.sleep(for: .milliseconds(10)) }
+        return committer.queuedJobs == count
+    }
+
+    /// Lets the writer go, and waits for the holding job to commit.
+    func release() async throws {
+        gate.signal()
+        try await job.value
+    }
 }
