@@ -19,7 +19,7 @@ struct RoundupBench: AsyncParsableCommand {
             """)
 
     enum Scenario: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case ingest, noop, presence, flush, startup
+        case ingest, noop, presence, flush, startup, wake
     }
 
     @Argument(help: "Scenarios to run, in this order (default: all of them).")
@@ -76,13 +76,15 @@ struct RoundupBench: AsyncParsableCommand {
         var sendConcurrency: Int
         var startupMessages: Int
         var startupUsers: Int
+        /// Timed notifications between two instances, each way (`wake`).
+        var wakeSamples: Int
 
         var json: [(String, JSONValue)] {
             [
                 ("connections", .int(connections)), ("duration_seconds", .double(duration)), ("users", .int(users)),
                 ("rate", .double(rate)), ("presence_users", .int(presenceUsers)), ("presence_http_users", .int(presenceHTTPUsers)),
                 ("flush_users", .int(flushUsers)), ("send_concurrency", .int(sendConcurrency)),
-                ("startup_messages", .int(startupMessages)), ("startup_users", .int(startupUsers)),
+                ("startup_messages", .int(startupMessages)), ("startup_users", .int(startupUsers)), ("wake_samples", .int(wakeSamples)),
             ]
         }
     }
@@ -93,7 +95,7 @@ struct RoundupBench: AsyncParsableCommand {
             rate: rate ?? 2000, presenceUsers: presenceUsers ?? (quick ? 100_000 : 1_000_000),
             presenceHTTPUsers: presenceHttpUsers ?? (quick ? 10_000 : 100_000), flushUsers: flushUsers ?? (quick ? 1000 : 10_000),
             sendConcurrency: sendConcurrency ?? 16, startupMessages: startupMessages ?? (quick ? 20_000 : 1_000_000),
-            startupUsers: startupUsers ?? (quick ? 2000 : 100_000))
+            startupUsers: startupUsers ?? (quick ? 2000 : 100_000), wakeSamples: quick ? 20 : 100)
     }
 
     func validate() throws {
@@ -150,6 +152,10 @@ struct RoundupBench: AsyncParsableCommand {
                     logger.warning("startup skipped: the scenario builds an SQLite file; run it without --postgres")
                 case .startup:
                     try await StartupScenario(messages: s.startupMessages, users: s.startupUsers, logger: logger).run(into: &report)
+                case .wake where postgres == nil:
+                    logger.info("wake skipped: it times two instances on PostgreSQL; run it with --postgres")
+                case .wake:
+                    try await WakeScenario(samples: s.wakeSamples, logger: logger).run(into: &report)
                 }
             } catch {
                 report.fail(scenario.rawValue, "could not run: \(error)")

@@ -11,6 +11,12 @@ public struct PresenceNote: Sendable, Equatable {
     public var online: Bool
     /// The event's `EventTime`, milliseconds: each instance applies its own EventTime guard.
     public var eventTime: Int64
+
+    public init(user: String, online: Bool, eventTime: Int64) {
+        self.user = user
+        self.online = online
+        self.eventTime = eventTime
+    }
 }
 
 /// Messages between the instances sharing a PostgreSQL database, over LISTEN/NOTIFY on one
