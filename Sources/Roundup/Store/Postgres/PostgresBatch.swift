@@ -43,6 +43,7 @@ final class PostgresBatch {
     // Held-back writes, in the order they were made.
     private var newDigests: [(id: Int64, user: String, openedAt: Int64)] = []
     private var newMessages: [(id: Int64, message: NewMessage)] = []
+    private var newMessageIDs: Set<Int64> = []
     private var joined: [Int64: Int64] = [:]
     /// Each re-timed digest's last `updated_at`, and which of them got a last-message time and
     /// a due time (the others keep what the database has, as a NULL in the UPDATE would).
@@ -62,7 +63,7 @@ final class PostgresBatch {
     }
 
     private func clearWrites() {
-        newDigests = []; newMessages = []; joined = [:]; retimed = [:]; lastSet = []; dueSet = []; events = []
+        newDigests = []; newMessages = []; newMessageIDs = []; joined = [:]; retimed = [:]; lastSet = []; dueSet = []; events = []
     }
 
     // MARK: reading the facts
@@ -132,6 +133,7 @@ final class PostgresBatch {
         messageIDsUsed += 1
         storedKeys.insert(m.msgKey)
         newMessages.append((id, m))
+        newMessageIDs.insert(id)
         return .some(id)
     }
 
@@ -151,8 +153,7 @@ final class PostgresBatch {
 
     func join(messages ids: [Int64], to digest: Int64) -> Bool {
         guard active, let user = owners[digest] else { return false }
-        let held = Set(newMessages.map(\.id))
-        guard ids.allSatisfy(held.contains) else { return false }
+        guard ids.allSatisfy(newMessageIDs.contains) else { return false }
         for id in ids { joined[id] = digest }
         digests[user]?.pendingCount += ids.count
         return true
