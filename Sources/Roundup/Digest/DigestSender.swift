@@ -68,6 +68,7 @@ public final class DigestSender: Sendable {
         let ids = ready.map(\.0.id)
         let decided = await write(.presence, digests: ids) { tx -> (keep: [Int64], cancelled: Int) in
             var keep: [Int64] = []
+            var notes: [NewDigestEvent] = []
             var cancelled = 0
             for (d, _) in ready {
                 let policy = cfg.digest.policy(forProfile: d.profile)
@@ -76,11 +77,12 @@ public final class DigestSender: Sendable {
                         cancelled += 1
                     }
                 } else {
-                    try tx.appendEvent(digest: d.id, at: now, kind: .presence,
-                                       detail: "confirmed \(confirmedOnline.contains(d.imUserID) ? "online" : "offline") (\(via))")
+                    notes.append(NewDigestEvent(digest: d.id, at: now, kind: .presence,
+                                                detail: "confirmed \(confirmedOnline.contains(d.imUserID) ? "online" : "offline") (\(via))"))
                     keep.append(d.id)
                 }
             }
+            try tx.appendEvents(notes)
             return (keep, cancelled)
         }
         guard let decided else { return [] }
@@ -169,16 +171,11 @@ public final class DigestSender: Sendable {
             let after = clock.timestamp
             switch outcome {
             case .sent(let msgid):
-                let id = d.id, count = messages.count, used = template, from = state
-                let done = await write(.finish, digest: id) { tx -> Bool in
-                    try tx.setResult(id, errcode: "0", errmsg: nil, msgid: msgid)
-                    guard try tx.moveDigest(id, from: from, to: .sent, now: after, note: "errcode 0, msgid \(msgid ?? "-"), \(count) message(s)")
-                    else { return false }
-                    try tx.finishMessages(ofDigest: id, status: .delivered, now: after)
-                    if used.kind == .oneTime {
-                        _ = try tx.applyCredit(openid: openid, templateID: used.id, change: .spend, eventKey: nil, now: after)
-                    }
-                    return true
+                // WeChat answers only a send that started, so the digest is `sending` here.
+                let id = d.id, count = messages.count
+                let spend = template.kind == .oneTime ? CreditKey(openid: openid, templateID: template.id) : nil
+                let done = await write(.finish, digest: id) { tx in
+                    try tx.markSent(id, msgid: msgid, spend: spend, messages: count, now: after)
                 }
                 if done == true {
                     metrics.digestFinished("sent")

@@ -91,6 +91,17 @@ public protocol StoreTransaction {
     /// `illegalTransition` when the schema refuses the change.
     func setDigestState(_ id: Int64, from: DigestState, to: DigestState, reason: DigestReason?, now: Timestamp) throws -> Bool
     func appendEvent(digest: Int64, at: Timestamp, kind: DigestEventKind, detail: String) throws
+    /// Appends many log lines at once, in order (one statement on PostgreSQL).
+    func appendEvents(_ events: [NewDigestEvent]) throws
+    /// The second half of `markSending`, after `holdsSendRight` locked the digest: when its
+    /// pending messages are exactly `rendered`, moves it `open` → `sending`, records the template,
+    /// body, start time and one more attempt, and logs `line`. Otherwise changes nothing and
+    /// returns false.
+    func startSending(_ id: Int64, rendered: [Int64], template: String, body: String, now: Timestamp, line: String) throws -> Bool
+    /// A send WeChat accepted: `sending` → `sent` with errcode 0 and the msgid, logged with `line`;
+    /// its pending messages delivered; one credit of `spend` used (a one-time template). Returns
+    /// false, changing nothing, when the digest was no longer `sending`.
+    func recordSent(_ id: Int64, msgid: String?, spend: CreditKey?, now: Timestamp, line: String) throws -> Bool
     /// Records the template and body of a send about to start, its start time, and one attempt.
     func recordSendStart(_ id: Int64, template: String, body: String, now: Timestamp) throws
     /// Counts a try that stopped before WeChat was called.
@@ -232,6 +243,32 @@ public struct BatchWriteFailed: Error, CustomStringConvertible {
     public var description: String { "\(underlying)" }
 }
 
+/// One line for a digest's decision log.
+public struct NewDigestEvent: Sendable, Equatable {
+    public var digest: Int64
+    public var at: Timestamp
+    public var kind: DigestEventKind
+    public var detail: String
+
+    public init(digest: Int64, at: Timestamp, kind: DigestEventKind, detail: String) {
+        self.digest = digest
+        self.at = at
+        self.kind = kind
+        self.detail = detail
+    }
+}
+
+/// Which credit row: an openid and a template.
+public struct CreditKey: Sendable, Equatable {
+    public var openid: String
+    public var templateID: String
+
+    public init(openid: String, templateID: String) {
+        self.openid = openid
+        self.templateID = templateID
+    }
+}
+
 /// Work that one instance at a time does.
 public enum ExclusiveJob: Int64, Sendable {
     case housekeeping = 1
@@ -293,9 +330,18 @@ extension StoreTransaction {
             throw StoreError.invalidReason(state: to, reason: reason)
         }
         guard try setDigestState(id, from: from, to: to, reason: reason, now: now) else { return false }
-        let what = reason.map { "\(to.rawValue) (\($0.rawValue))" } ?? to.rawValue
-        try appendEvent(digest: id, at: now, kind: .state, detail: note.isEmpty ? what : "\(what): \(note)")
+        try appendEvent(digest: id, at: now, kind: .state, detail: Self.stateLine(to, reason: reason, note: note))
         return true
+    }
+
+    /// The log line of a state change: `sent: errcode 0, …`, `held (no_credit): …`.
+    public static func stateLine(_ to: DigestState, reason: DigestReason? = nil, note: String) -> String {
+        let what = reason.map { "\(to.rawValue) (\($0.rawValue))" } ?? to.rawValue
+        return note.isEmpty ? what : "\(what): \(note)"
+    }
+
+    public func appendEvents(_ events: [NewDigestEvent]) throws {
+        for e in events { try appendEvent(digest: e.digest, at: e.at, kind: e.kind, detail: e.detail) }
     }
 
     /// `open` → `sending` with the template and body about to be sent (recorded before the call).
@@ -304,9 +350,43 @@ extension StoreTransaction {
     /// nothing changes and false is returned, so the next pass renders it again. Otherwise a
     /// message that joined meanwhile would be marked delivered without having been in any body.
     public func markSending(_ id: Int64, rendered: [Int64], template: String, body: String, now: Timestamp) throws -> Bool {
-        guard try holdsSendRight(id), Set(try digestMessages(id).map(\.id)) == Set(rendered),
-              try moveDigest(id, from: .open, to: .sending, now: now, note: "template \(template)") else { return false }
+        guard try holdsSendRight(id) else { return false }
+        return try startSending(id, rendered: rendered, template: template, body: body, now: now,
+                                line: Self.stateLine(.sending, note: "template \(template)"))
+    }
+
+    public func startSending(_ id: Int64, rendered: [Int64], template: String, body: String, now: Timestamp, line: String) throws -> Bool {
+        try startSendingStepByStep(id, rendered: rendered, template: template, body: body, now: now, line: line)
+    }
+
+    /// `startSending` from the primitives: what it means. PostgreSQL does the same in one statement.
+    public func startSendingStepByStep(_ id: Int64, rendered: [Int64], template: String, body: String, now: Timestamp, line: String) throws -> Bool {
+        guard Set(try digestMessages(id).map(\.id)) == Set(rendered),
+              try setDigestState(id, from: .open, to: .sending, reason: nil, now: now) else { return false }
+        try appendEvent(digest: id, at: now, kind: .state, detail: line)
         try recordSendStart(id, template: template, body: body, now: now)
+        return true
+    }
+
+    /// Records a send WeChat accepted (`recordSent`), with its log line.
+    public func markSent(_ id: Int64, msgid: String?, spend: CreditKey?, messages: Int, now: Timestamp) throws -> Bool {
+        try recordSent(id, msgid: msgid, spend: spend, now: now,
+                       line: Self.stateLine(.sent, note: "errcode 0, msgid \(msgid ?? "-"), \(messages) message(s)"))
+    }
+
+    public func recordSent(_ id: Int64, msgid: String?, spend: CreditKey?, now: Timestamp, line: String) throws -> Bool {
+        try recordSentStepByStep(id, msgid: msgid, spend: spend, now: now, line: line)
+    }
+
+    /// `recordSent` from the primitives: what it means. PostgreSQL does the same in one statement.
+    public func recordSentStepByStep(_ id: Int64, msgid: String?, spend: CreditKey?, now: Timestamp, line: String) throws -> Bool {
+        guard try setDigestState(id, from: .sending, to: .sent, reason: nil, now: now) else { return false }
+        try appendEvent(digest: id, at: now, kind: .state, detail: line)
+        try setResult(id, errcode: "0", errmsg: nil, msgid: msgid)
+        try finishMessages(ofDigest: id, status: .delivered, now: now)
+        if let spend {
+            _ = try applyCredit(openid: spend.openid, templateID: spend.templateID, change: .spend, eventKey: nil, now: now)
+        }
         return true
     }
 

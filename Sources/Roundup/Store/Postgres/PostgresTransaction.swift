@@ -208,8 +208,12 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func setStatus(ofDigest digest: Int64, to status: MessageStatus, at: Timestamp) throws {
-        try run("UPDATE messages SET status = $1, status_at = $2 WHERE digest_id = $3 AND status = 'pending'",
-                status.rawValue, at.milliseconds, digest)
+        // By the digest index alone (see `pendingColumn`): with the status in the same WHERE
+        // clause the planner may AND in the index of every pending message (0.75 ms, not 0.05).
+        try run("""
+            WITH mine AS MATERIALIZED (SELECT id FROM messages WHERE digest_id = $3)
+            UPDATE messages m SET status = $1, status_at = $2 FROM mine WHERE m.id = mine.id AND m.status = 'pending'
+            """, status.rawValue, at.milliseconds, digest)
     }
 
     public func readMark(recipient: String, peer: String) throws -> Int64? {
@@ -387,6 +391,64 @@ public struct PostgresTransaction: StoreTransaction {
     public func appendEvent(digest: Int64, at: Timestamp, kind: DigestEventKind, detail: String) throws {
         if batch.appendEvent(digest: digest, at: at, kind: kind, detail: detail) { return }
         try run("INSERT INTO digest_events (digest_id, at, kind, detail) VALUES ($1, $2, $3, $4)", digest, at.milliseconds, kind.rawValue, detail)
+    }
+
+    public func appendEvents(_ events: [NewDigestEvent]) throws {
+        guard !events.isEmpty else { return }
+        if batch.active {
+            for e in events { _ = batch.appendEvent(digest: e.digest, at: e.at, kind: e.kind, detail: e.detail) }
+            return
+        }
+        try run("""
+            INSERT INTO digest_events (digest_id, at, kind, detail)
+            SELECT digest, at, kind, detail FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
+                AS u(digest, at, kind, detail, n)
+            ORDER BY n
+            """, events.map(\.digest), events.map(\.at.milliseconds), events.map(\.kind.rawValue), events.map(\.detail))
+    }
+
+    /// The rule step by step (`StoreTransaction.startSending`) costs four round trips and two
+    /// updates of the digest row (eight indexes each); here it is one statement.
+    public func startSending(_ id: Int64, rendered: [Int64], template: String, body: String, now: Timestamp, line: String) throws -> Bool {
+        try one("""
+            WITH mine AS MATERIALIZED (SELECT id, status FROM messages WHERE digest_id = $1),
+            unchanged AS (
+                SELECT 1 FROM mine HAVING coalesce(array_agg(id ORDER BY id) FILTER (WHERE status = 'pending'), '{}') = $2::bigint[]
+            ),
+            moved AS (
+                UPDATE digests SET state = 'sending', reason = NULL, updated_at = $3, held_since = NULL,
+                    template_id = $4, body = $5, sending_at = $3, attempts = attempts + 1
+                WHERE id = $1 AND state = 'open' AND EXISTS (SELECT 1 FROM unchanged)
+                RETURNING id
+            ),
+            logged AS (INSERT INTO digest_events (digest_id, at, kind, detail) SELECT id, $3, 'state', $6 FROM moved)
+            SELECT count(*) AS n FROM moved
+            """, id, Array(Set(rendered)).sorted(), now.milliseconds, template, body, line)?.int64("n") == 1
+    }
+
+    /// The rule step by step (`StoreTransaction.recordSent`) costs seven round trips and two
+    /// updates of the digest row; here it is one statement.
+    public func recordSent(_ id: Int64, msgid: String?, spend: CreditKey?, now: Timestamp, line: String) throws -> Bool {
+        try one("""
+            WITH moved AS (
+                UPDATE digests SET state = 'sent', reason = NULL, updated_at = $2, held_since = NULL, finished_at = $2,
+                    errcode = '0', errmsg = NULL, msgid = coalesce($3, msgid)
+                WHERE id = $1 AND state = 'sending'
+                RETURNING id
+            ),
+            logged AS (INSERT INTO digest_events (digest_id, at, kind, detail) SELECT id, $2, 'state', $4 FROM moved),
+            mine AS MATERIALIZED (SELECT id FROM messages WHERE digest_id = $1),
+            delivered AS (
+                UPDATE messages m SET status = 'delivered', status_at = $2 FROM mine
+                WHERE m.id = mine.id AND m.status = 'pending' AND EXISTS (SELECT 1 FROM moved)
+            ),
+            spent AS (
+                INSERT INTO credits (openid, template_id, count, subscribed, updated_at)
+                SELECT $5, $6, 0, false, $2 FROM moved WHERE $5::text IS NOT NULL
+                ON CONFLICT (openid, template_id) DO UPDATE SET count = greatest(credits.count - 1, 0), updated_at = excluded.updated_at
+            )
+            SELECT count(*) AS n FROM moved
+            """, id, now.milliseconds, msgid, line, spend?.openid, spend?.templateID)?.int64("n") == 1
     }
 
     public func recordSendStart(_ id: Int64, template: String, body: String, now: Timestamp) throws {
