@@ -208,12 +208,25 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func setStatus(ofDigest digest: Int64, to status: MessageStatus, at: Timestamp) throws {
-        // By the digest index alone (see `pendingColumn`): with the status in the same WHERE
-        // clause the planner may AND in the index of every pending message (0.75 ms, not 0.05).
-        try run("""
-            WITH mine AS MATERIALIZED (SELECT id FROM messages WHERE digest_id = $3)
-            UPDATE messages m SET status = $1, status_at = $2 FROM mine WHERE m.id = mine.id AND m.status = 'pending'
-            """, status.rawValue, at.milliseconds, digest)
+        try run("WITH \(Self.finishDigestMessages(digest: "$3", status: "$1", at: "$2")) SELECT 1", status.rawValue, at.milliseconds, digest)
+    }
+
+    /// Two CTEs, `mine` and `finished` (no trailing comma), that give a digest's pending messages a final status.
+    ///
+    /// Written so that the planner reaches the rows by the digest index and the primary key
+    /// alone. `status = 'pending'` on the updated table would let it read the partial index of
+    /// every pending message in the database instead, which its statistics (a little old while a
+    /// table grows fast) make look small: 0.75 ms to 4 ms a digest instead of 0.05 ms. So the
+    /// status is compared with the CTE's copy (`IS NOT DISTINCT FROM` is no equality the planner
+    /// can turn into a constant), and a row another writer changed meanwhile is still re-checked.
+    static func finishDigestMessages(digest: String, status: String, at: String, when: String = "true") -> String {
+        """
+        mine AS MATERIALIZED (SELECT id, status FROM messages WHERE digest_id = \(digest)),
+        finished AS (
+            UPDATE messages m SET status = \(status), status_at = \(at) FROM mine
+            WHERE m.id = mine.id AND mine.status = 'pending' AND m.status IS NOT DISTINCT FROM mine.status AND \(when)
+        )
+        """
     }
 
     public func readMark(recipient: String, peer: String) throws -> Int64? {
@@ -437,11 +450,7 @@ public struct PostgresTransaction: StoreTransaction {
                 RETURNING id
             ),
             logged AS (INSERT INTO digest_events (digest_id, at, kind, detail) SELECT id, $2, 'state', $4 FROM moved),
-            mine AS MATERIALIZED (SELECT id FROM messages WHERE digest_id = $1),
-            delivered AS (
-                UPDATE messages m SET status = 'delivered', status_at = $2 FROM mine
-                WHERE m.id = mine.id AND m.status = 'pending' AND EXISTS (SELECT 1 FROM moved)
-            ),
+            \(Self.finishDigestMessages(digest: "$1", status: "'delivered'", at: "$2", when: "EXISTS (SELECT 1 FROM moved)")),
             spent AS (
                 INSERT INTO credits (openid, template_id, count, subscribed, updated_at)
                 SELECT $5, $6, 0, false, $2 FROM moved WHERE $5::text IS NOT NULL
