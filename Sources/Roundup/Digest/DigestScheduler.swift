@@ -176,9 +176,10 @@ public final class DigestScheduler: Service, Sendable {
             for (d, template) in confirmed {
                 group.addTask {
                     defer { self.inFlight.withLock { _ = $0.remove(d.id) } }
-                    guard await self.slots.acquire(limit: self.config.snapshot.digest.sendConcurrency) else { return }
-                    await self.sender.send(d, template: template, cfg: cfg, shouldStart: { !self.stopping.load(ordering: .relaxed) })
-                    self.slots.release(limit: self.config.snapshot.digest.sendConcurrency)
+                    guard let slot = await self.slots.take(limit: { self.config.snapshot.digest.sendConcurrency }) else { return }
+                    await self.sender.send(d, template: template, cfg: cfg, shouldStart: { !self.stopping.load(ordering: .relaxed) },
+                                           answered: slot.release)
+                    slot.release()
                 }
             }
         }

@@ -95,8 +95,10 @@ public final class DigestSender: Sendable {
 
     /// Renders and sends one digest, then records the outcome. `shouldStart` is asked just
     /// before `sending` is committed: false (the service is stopping) leaves the digest open.
+    /// `answered` is called once WeChat has answered the last call this send makes, before the
+    /// outcome is recorded: the send's slot is free for the next send from then on.
     public func send(_ d: DueDigest, template first: TemplateConfig, cfg: RoundupConfig,
-                     shouldStart: @Sendable () -> Bool = { true }) async {
+                     shouldStart: @Sendable () -> Bool = { true }, answered: @Sendable () -> Void = {}) async {
         guard let openid = d.openid else { return }
         let now = clock.timestamp
         let messages: [DigestMessageRow]
@@ -169,6 +171,8 @@ public final class DigestSender: Sendable {
                 outcome = await wechat.send(rendered.subscribeMessage(touser: openid))
             }
             let after = clock.timestamp
+            // Only a 43101 may lead to another call (the next template), in this same slot.
+            if case .noCredit = outcome {} else { answered() }
             switch outcome {
             case .sent(let msgid):
                 // WeChat answers only a send that started, so the digest is `sending` here.
@@ -195,6 +199,7 @@ public final class DigestSender: Sendable {
                     template = next
                     continue
                 }
+                answered()
                 await finish(d.id, from: state, to: .held, reason: .noCredit, errcode: "43101", errmsg: "user not subscribed", now: after)
                 return
             case .tokenInvalid(let code):

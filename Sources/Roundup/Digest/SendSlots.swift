@@ -1,7 +1,7 @@
 import Synchronization
 
 /// The `send_concurrency` slots of the send pipeline: a send takes one before it starts and gives
-/// it back when it ends, and the next waiter (first come, first served) takes it at once. A send
+/// it back when WeChat has answered (recording the result needs no slot), and the next waiter (first come, first served) takes it at once. A send
 /// that hangs holds one slot and nothing else. The limit is read at each `acquire`, so a reload
 /// of `digest.send_concurrency` applies to the next send.
 public final class SendSlots: Sendable {
@@ -27,6 +27,12 @@ public final class SendSlots: Sendable {
 
     /// Sends waiting for a slot.
     public var waiting: Int { state.withLock { $0.waiters.count } }
+
+    /// Takes a slot (see `acquire`) as a `SendSlot` to give back once; nil when cancelled while waiting.
+    public func take(limit: @escaping @Sendable () -> Int) async -> SendSlot? {
+        guard await acquire(limit: limit()) else { return nil }
+        return SendSlot(self, limit: limit)
+    }
 
     /// Returns true when the caller holds a slot (at most `limit` are held at once), false when
     /// it was cancelled while waiting (then it holds none and must not release).
@@ -72,5 +78,23 @@ public final class SendSlots: Sendable {
             return nil
         }
         next?.continuation.resume()
+    }
+}
+
+/// One slot taken from `SendSlots`, given back once however many times `release` is called:
+/// the sender gives it back as soon as WeChat has answered, the pipeline again when the send ends.
+public final class SendSlot: Sendable {
+    private let slots: SendSlots
+    private let limit: @Sendable () -> Int
+    private let released = Atomic<Bool>(false)
+
+    init(_ slots: SendSlots, limit: @escaping @Sendable () -> Int) {
+        self.slots = slots
+        self.limit = limit
+    }
+
+    public func release() {
+        guard released.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        slots.release(limit: limit())
     }
 }

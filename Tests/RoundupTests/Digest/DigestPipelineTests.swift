@@ -88,6 +88,28 @@ struct DigestPipelineTests {
         }
     }
 
+    @Test("a send gives its slot back as soon as WeChat answers: the next send does not wait while the result is recorded")
+    func slotFreeWhileRecording() async throws {
+        try await withWorld(yaml: "digest:\n  send_concurrency: 1\n" + Self.yaml) { w in
+            try bind(w, "parent_001", openid: "oP1")
+            try await message(w, to: "parent_001", key: "k1")
+            w.h.clock.advance(by: 600)
+            // Long enough to take the writer while WeChat is still answering, on a slow machine too.
+            await w.wechat.script.setSendLatency(.seconds(2))
+            let run = Task { await w.runtime.scheduler.runOnce() }
+            for _ in 0..<1_000 where await w.wechat.script.sendAttempts == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(await w.wechat.script.sendAttempts == 1)
+            #expect(w.runtime.scheduler.slots.inUse == 1)
+            // WeChat answers; recording the result waits for the writer.
+            let hold = await WriterHold.start(w.runtime.committer)
+            #expect(try await hold.waitForQueue(1), "the result was not queued for the writer")
+            #expect(w.runtime.scheduler.slots.inUse == 0, "the slot was kept while the result waited for the writer")
+            try await hold.release()
+            #expect(await run.value == 1)
+            #expect(try #require(try w.h.store.digests(for: "parent_001").first).state == .sent)
+        }
+    }
+
     @Test("a user who comes online first gets nothing and keeps the credit")
     func onlineFirst() async throws {
         try await withWorld { w in
