@@ -115,6 +115,7 @@ public struct FakeWeChatServer: Sendable {
         case nil:
             break
         }
+        await script.passGate()
         let latency = await script.sendLatency
         if latency > .zero { try? await Task.sleep(for: latency) }
         if let touser = object["touser"] as? String, let hold = await script.holds[touser] { try? await Task.sleep(for: hold) }

@@ -47,6 +47,10 @@ public actor FakeWeChatScript {
     /// Sends to these openids wait this long before they are handled (a WeChat call that hangs).
     public private(set) var holds: [String: Duration] = [:]
 
+    /// While closed, every send waits at the gate before it is handled (a test decides when WeChat answers).
+    public private(set) var gateClosed = false
+    private var atGate: [CheckedContinuation<Void, Never>] = []
+
     /// Requests to `/cgi-bin/stable_token`, successful or not.
     public private(set) var tokenFetches = 0
     /// Requests to `/cgi-bin/message/subscribe/send`, whatever the answer.
@@ -77,6 +81,20 @@ public actor FakeWeChatScript {
     public func failTokenRequests(_ errcodes: Int64...) { tokenErrors.append(contentsOf: errcodes) }
 
     public func setSendLatency(_ latency: Duration) { sendLatency = latency }
+    /// Sends wait from now on until `openGate`.
+    public func closeGate() { gateClosed = true }
+    /// Lets the waiting sends and every later one through.
+    public func openGate() {
+        gateClosed = false
+        let waiting = atGate
+        atGate = []
+        for w in waiting { w.resume() }
+    }
+
+    func passGate() async {
+        guard gateClosed else { return }
+        await withCheckedContinuation { atGate.append($0) }
+    }
     public func setTokenLatency(_ latency: Duration) { tokenLatency = latency }
     public func setTokenExpiresIn(_ seconds: Int64) { tokenExpiresIn = seconds }
     public func setTemplateIDs(_ ids: Set<String>?) { templateIDs = ids }

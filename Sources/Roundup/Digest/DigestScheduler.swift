@@ -172,13 +172,15 @@ public final class DigestScheduler: Service, Sendable {
         let confirmed = await sender.confirmPresence(batch, cfg: cfg)
         let going = Set(confirmed.map(\.0.id))
         inFlight.withLock { set in for (d, _) in batch where !going.contains(d.id) { set.remove(d.id) } }
+        // The batch's messages in one read, not one per send (a send reads its own if this fails).
+        let read = (try? await store.digestMessagesAsync(ofDigests: Array(going))) ?? [:]
         await withDiscardingTaskGroup { group in
             for (d, template) in confirmed {
                 group.addTask {
                     defer { self.inFlight.withLock { _ = $0.remove(d.id) } }
                     guard let slot = await self.slots.take(limit: { self.config.snapshot.digest.sendConcurrency }) else { return }
-                    await self.sender.send(d, template: template, cfg: cfg, shouldStart: { !self.stopping.load(ordering: .relaxed) },
-                                           answered: slot.release)
+                    await self.sender.send(d, template: template, cfg: cfg, read: read[d.id],
+                                           shouldStart: { !self.stopping.load(ordering: .relaxed) }, answered: slot.release)
                     slot.release()
                 }
             }

@@ -97,13 +97,21 @@ public final class DigestSender: Sendable {
     /// before `sending` is committed: false (the service is stopping) leaves the digest open.
     /// `answered` is called once WeChat has answered the last call this send makes, before the
     /// outcome is recorded: the send's slot is free for the next send from then on.
-    public func send(_ d: DueDigest, template first: TemplateConfig, cfg: RoundupConfig,
+    ///
+    /// `read` are the digest's messages when the pipeline read them with its batch's (read
+    /// before the slot was taken, so perhaps no longer all of them: `markSending` then refuses
+    /// and the next pass renders again). Without them, or when there were none, they are read now.
+    public func send(_ d: DueDigest, template first: TemplateConfig, cfg: RoundupConfig, read: [DigestMessageRow]? = nil,
                      shouldStart: @Sendable () -> Bool = { true }, answered: @Sendable () -> Void = {}) async {
         guard let openid = d.openid else { return }
         let now = clock.timestamp
         let messages: [DigestMessageRow]
         do {
-            messages = try await store.digestMessagesAsync(d.id)
+            if let read, !read.isEmpty {
+                messages = read
+            } else {
+                messages = try await store.digestMessagesAsync(d.id)
+            }
         } catch {
             logger.error("cannot read a due digest's messages; it stays due", metadata: ["digest": "\(d.id)", "error": "\(error)"])
             return

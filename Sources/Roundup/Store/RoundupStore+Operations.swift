@@ -223,6 +223,11 @@ extension RoundupStore {
     /// `digestMessages` without blocking.
     public func digestMessagesAsync(_ id: Int64) async throws -> [DigestMessageRow] { try await read { try $0.digestMessages(id) } }
 
+    /// `digestMessages` of many digests in one read, without blocking.
+    public func digestMessagesAsync(ofDigests ids: [Int64]) async throws -> [Int64: [DigestMessageRow]] {
+        try await read { try $0.digestMessages(ofDigests: ids) }
+    }
+
     /// Digests left in `sending` by a crash become `in_doubt`; returns their ids.
     public func recoverInterruptedSends(now: Timestamp) throws -> [Int64] { try write { try $0.recoverInterruptedSends(now: now) } }
 

@@ -129,6 +129,9 @@ public protocol StoreTransaction {
     func nextDueAt(after: Timestamp?) throws -> Timestamp?
     /// The pending messages of a digest with their senders' bound names.
     func digestMessages(_ id: Int64) throws -> [DigestMessageRow]
+    /// `digestMessages` of many digests at once (one statement on PostgreSQL); a digest with no
+    /// pending message has no entry.
+    func digestMessages(ofDigests ids: [Int64]) throws -> [Int64: [DigestMessageRow]]
     /// Digest summaries, oldest due first (for `.ids`, in no particular order).
     func digestSummaries(_ filter: DigestFilter, limit: Int?) throws -> [DigestSummary]
     /// Ids of digests in the given states, newest first (by finish, else last change).
@@ -338,6 +341,15 @@ extension StoreTransaction {
     public static func stateLine(_ to: DigestState, reason: DigestReason? = nil, note: String) -> String {
         let what = reason.map { "\(to.rawValue) (\($0.rawValue))" } ?? to.rawValue
         return note.isEmpty ? what : "\(what): \(note)"
+    }
+
+    public func digestMessages(ofDigests ids: [Int64]) throws -> [Int64: [DigestMessageRow]] {
+        var all: [Int64: [DigestMessageRow]] = [:]
+        for id in ids {
+            let rows = try digestMessages(id)
+            if !rows.isEmpty { all[id] = rows }
+        }
+        return all
     }
 
     public func appendEvents(_ events: [NewDigestEvent]) throws {

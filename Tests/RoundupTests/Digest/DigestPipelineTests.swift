@@ -94,19 +94,49 @@ struct DigestPipelineTests {
             try bind(w, "parent_001", openid: "oP1")
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            // Long enough to take the writer while WeChat is still answering, on a slow machine too.
-            await w.wechat.script.setSendLatency(.seconds(2))
+            await w.wechat.script.closeGate()
             let run = Task { await w.runtime.scheduler.runOnce() }
             for _ in 0..<1_000 where await w.wechat.script.sendAttempts == 0 { try await Task.sleep(for: .milliseconds(10)) }
             #expect(await w.wechat.script.sendAttempts == 1)
             #expect(w.runtime.scheduler.slots.inUse == 1)
             // WeChat answers; recording the result waits for the writer.
             let hold = await WriterHold.start(w.runtime.committer)
+            await w.wechat.script.openGate()
             #expect(try await hold.waitForQueue(1), "the result was not queued for the writer")
             #expect(w.runtime.scheduler.slots.inUse == 0, "the slot was kept while the result waited for the writer")
             try await hold.release()
             #expect(await run.value == 1)
             #expect(try #require(try w.h.store.digests(for: "parent_001").first).state == .sent)
+        }
+    }
+
+    @Test("a message that joins while its digest waits for a slot is in the card: the body read with the batch is refused, the next pass sends both")
+    func joinWhileWaitingForSlot() async throws {
+        try await withWorld(yaml: "digest:\n  send_concurrency: 1\n" + Self.yaml) { w in
+            try bind(w, "parent_001", openid: "oP1")
+            try bind(w, "parent_002", openid: "oP2")
+            try await message(w, to: "parent_001", key: "a1")
+            try await message(w, to: "parent_002", key: "b1")
+            w.h.clock.advance(by: 600)
+            await w.wechat.script.closeGate()
+            let run = Task { await w.runtime.scheduler.runOnce() }
+            // One send holds the only slot at WeChat; the other digest waits with the messages read for the batch.
+            for _ in 0..<1_000 where await w.wechat.script.sendAttempts == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(await w.wechat.script.sendAttempts == 1)
+            // A second message for each: the waiting digest takes it; the other, already sending, opens a new one.
+            try await message(w, to: "parent_001", key: "a2")
+            try await message(w, to: "parent_002", key: "b2")
+            await w.wechat.script.openGate()
+            #expect(await run.value == 2)
+            let first = await w.wechat.script.accepted
+            #expect(first.count == 1, "the waiting digest was sent from a body without the message that joined")
+            #expect(first.first?.body.contains(#""number2":{"value":"1"}"#) == true)
+            #expect(await w.runtime.scheduler.runOnce() == 1)
+            let all = await w.wechat.script.accepted
+            #expect(all.count == 2)
+            #expect(all.last?.touser != first.first?.touser)
+            #expect(all.last?.body.contains(#""number2":{"value":"2"}"#) == true, "\(all.last?.body ?? "-")")
+            #expect(await w.wechat.script.sendAttempts == 2)
         }
     }
 

@@ -89,6 +89,23 @@ struct SendStatementTests {
         #expect(done == doneStepByStep, "differs: \(done.difference(from: doneStepByStep).map { "\($0)" })")
     }
 
+    @Test("the messages of many digests in one read are each digest's own read; a digest with none has no entry", arguments: EngineUnderTest.allCases)
+    func manyDigestsRead(engine: EngineUnderTest) async throws {
+        guard let (store, _, remove) = try await engine.makeStore(instanceTimeout: 3_600, poolSize: 2) else { return }
+        defer { remove() }
+        let (a, b) = try await Self.seed(store)
+        let empty = try await store.write { tx in
+            try tx.insertDigest(for: "c", windowStart: t0, dueAt: t0, now: t0)
+        }
+        let together = try await store.digestMessagesAsync(ofDigests: [a, b, empty, a])
+        let one = try await store.read { tx in try [a, b].map { try tx.digestMessages($0) } }
+        #expect(together.count == 2)
+        #expect(together[a] == one[0])
+        #expect(together[b] == one[1])
+        #expect(one.allSatisfy { $0.count == 2 })
+        #expect(together[empty] == nil)
+    }
+
     @Test("neither statement changes anything when its check fails: a message joined since the body was rendered, a digest no longer sending", arguments: EngineUnderTest.allCases)
     func refusals(engine: EngineUnderTest) async throws {
         guard let (store, _, remove) = try await engine.makeStore(instanceTimeout: 3_600, poolSize: 2) else { return }

@@ -566,11 +566,27 @@ public struct PostgresTransaction: StoreTransaction {
             SELECT m.id, m.sender, u.name, m.sender_name_card, m.msg_time, coalesce(m.summary, '') AS summary
             FROM mine m LEFT JOIN users u ON u.im_user_id = m.sender
             WHERE m.status = 'pending' ORDER BY m.msg_time, m.id
-            """, id).rows.map { r in
-            DigestMessageRow(id: try r.int64("id"), sender: try r.string("sender"), senderName: try r.stringOrNil("name"),
-                             senderNameCard: try r.stringOrNil("sender_name_card"), msgTime: try r.int64("msg_time"),
-                             summary: try r.string("summary"))
+            """, id).rows.map(Self.digestMessage)
+    }
+
+    public func digestMessages(ofDigests ids: [Int64]) throws -> [Int64: [DigestMessageRow]] {
+        guard !ids.isEmpty else { return [:] }
+        var all: [Int64: [DigestMessageRow]] = [:]
+        for r in try run("""
+            WITH mine AS MATERIALIZED (SELECT * FROM messages WHERE digest_id = ANY($1))
+            SELECT m.digest_id, m.id, m.sender, u.name, m.sender_name_card, m.msg_time, coalesce(m.summary, '') AS summary
+            FROM mine m LEFT JOIN users u ON u.im_user_id = m.sender
+            WHERE m.status = 'pending' ORDER BY m.digest_id, m.msg_time, m.id
+            """, Array(Set(ids))).rows {
+            all[try r.int64("digest_id"), default: []].append(try Self.digestMessage(r))
         }
+        return all
+    }
+
+    static func digestMessage(_ r: PGRow) throws -> DigestMessageRow {
+        DigestMessageRow(id: try r.int64("id"), sender: try r.string("sender"), senderName: try r.stringOrNil("name"),
+                         senderNameCard: try r.stringOrNil("sender_name_card"), msgTime: try r.int64("msg_time"),
+                         summary: try r.string("summary"))
     }
 
     public func digestSummaries(_ filter: DigestFilter, limit: Int?) throws -> [DigestSummary] {
