@@ -79,19 +79,19 @@ public final class DigestScheduler: Service, Sendable {
     /// pipeline with this). Returns how many due digests it handled.
     @discardableResult
     public func runOnce() async -> Int {
-        var handled = 0
-        var batches: [[(DueDigest, TemplateConfig)]] = []
-        // Everything due now, one presence batch per pick; the batches then share the slots.
-        for _ in 0..<1000 {
-            let picked = await pick(now: clock.timestamp)
-            handled += picked.considered
-            if !picked.ready.isEmpty { batches.append(picked.ready) }
-            if picked.considered < DigestSender.presenceBatch { break }
+        // Everything due now, one presence batch per pick, each on its way while the next is
+        // picked (as `run` does); the batches share the slots.
+        await withTaskGroup(of: Void.self, returning: Int.self) { group in
+            var handled = 0
+            for _ in 0..<1000 {
+                let picked = await pick(now: clock.timestamp)
+                handled += picked.considered
+                if !picked.ready.isEmpty { group.addTask { await self.process(picked.ready) } }
+                if picked.considered < DigestSender.presenceBatch { break }
+            }
+            await group.waitForAll()
+            return handled
         }
-        await withDiscardingTaskGroup { group in
-            for batch in batches { group.addTask { await self.process(batch) } }
-        }
-        return handled
     }
 
     // MARK: - picking
