@@ -185,4 +185,25 @@ struct StoreContractTests {
         #expect(summary.messages == 3 && summary.senders == ["李老师"] && summary.openidBound && summary.firstAt == t0)
         #expect(try await store.read { tx in try tx.operatorStats().pendingMessages } == 3)
     }
+
+    @Test("summaries of many digests read together give each digest its own senders, in order of their first message", arguments: EngineUnderTest.allCases)
+    func summariesSenders(engine: EngineUnderTest) async throws {
+        guard let (store, _, remove) = try await engine.makeStore() else { return }
+        defer { remove() }
+        let senders: [String: [String]] = ["p1": ["t2", "t1", "t2"], "p2": ["t1"], "p3": []]
+        try await store.write { tx in
+            _ = try tx.updateUser("t1", UserUpdate(name: .set("李老师")), now: t0)
+            for (user, from) in senders.sorted(by: { $0.key < $1.key }) {
+                let id = try tx.openDigest(for: user, windowStart: t0, dueAt: t0, now: t0, note: "due")
+                var ids: [Int64] = []
+                for (i, sender) in from.enumerated() {
+                    let m = NewMessage(msgKey: "\(user)-\(i)", recipient: user, sender: sender, msgTime: 100 + Int64(i), receivedAt: t0, summary: "m")
+                    if let mid = try tx.insertMessage(m) { ids.append(mid) }
+                }
+                try tx.join(messages: ids, to: id)
+            }
+        }
+        let all = try await store.read { tx in try tx.digestSummaries(.states([.open], user: nil), limit: nil) }
+        #expect(Dictionary(uniqueKeysWithValues: all.map { ($0.imUserID, $0.senders) }) == ["p1": ["t2", "李老师"], "p2": ["李老师"], "p3": []])
+    }
 }

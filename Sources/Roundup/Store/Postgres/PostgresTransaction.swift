@@ -620,18 +620,26 @@ public struct PostgresTransaction: StoreTransaction {
             ORDER BY coalesce(d.due_at, d.updated_at), d.id
             \(limit.map { "LIMIT \($0)" } ?? "")
             """, arguments: args).rows
+        // Every digest's senders in one statement (one per digest cost a pass over `users` each:
+        // 0.6 ms a digest, 6 s for `roundup history --limit 10000`).
+        let ids = try rows.map { try $0.int64("id") }
+        var senders: [Int64: [String]] = [:]
+        if !ids.isEmpty {
+            for r in try run("""
+                SELECT m.digest_id, coalesce(min(u.name), (array_agg(m.sender_name_card ORDER BY m.msg_time, m.id))[1], m.sender) AS shown
+                FROM messages m LEFT JOIN users u ON u.im_user_id = m.sender
+                WHERE m.digest_id = ANY($1) GROUP BY m.digest_id, m.sender ORDER BY m.digest_id, min(m.msg_time), min(m.id)
+                """, ids).rows {
+                senders[try r.int64("digest_id"), default: []].append(try r.string("shown"))
+            }
+        }
         return try rows.map { r in
             let id = try r.int64("id")
-            let senders = try run("""
-                SELECT coalesce(min(u.name), (array_agg(m.sender_name_card ORDER BY m.msg_time, m.id))[1], m.sender) AS shown
-                FROM messages m LEFT JOIN users u ON u.im_user_id = m.sender
-                WHERE m.digest_id = $1 GROUP BY m.sender ORDER BY min(m.msg_time), min(m.id)
-                """, id).rows.map { try $0.string("shown") }
             return DigestSummary(
                 id: id, imUserID: try r.string("im_user_id"), name: try r.stringOrNil("name"), openidBound: try r.bool("bound"),
                 state: DigestState(rawValue: try r.string("state")) ?? .dead,
                 reason: try r.stringOrNil("reason").flatMap(DigestReason.init(rawValue:)),
-                messages: Int(try r.int64("messages")), senders: senders, firstAt: try r.timeOrNil("first_at"),
+                messages: Int(try r.int64("messages")), senders: senders[id] ?? [], firstAt: try r.timeOrNil("first_at"),
                 dueAt: try r.timeOrNil("due_at"), templateID: try r.stringOrNil("template_id"),
                 errcode: try r.stringOrNil("errcode"), errmsg: try r.stringOrNil("errmsg"), msgid: try r.stringOrNil("msgid"),
                 heldSince: try r.timeOrNil("held_since"), openedAt: try r.time("opened_at"), finishedAt: try r.timeOrNil("finished_at"))
