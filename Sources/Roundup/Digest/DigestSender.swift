@@ -170,7 +170,7 @@ public final class DigestSender: Sendable {
                     guard shouldStart() else { return }
                     // Committed before the call (at most once); concurrent senders share the transaction.
                     let id = d.id, templateID = template.id, rendered = messages.map(\.id)
-                    guard await write(.markSending, digest: id, { tx in
+                    guard await write(.markSending, digest: id, hints: WriteHints(users: [], sends: [id]), { tx in
                         try tx.markSending(id, rendered: rendered, template: templateID, body: body, now: now)
                     }) == true
                     else { return }
@@ -322,14 +322,16 @@ public final class DigestSender: Sendable {
     /// A write of the send path through the group committer (many senders share one
     /// transaction). A failure is logged with the digest id and counted, never dropped; nil then.
     @discardableResult
-    func write<T: Sendable>(_ operation: StoreOperation, digest: Int64, _ work: @escaping @Sendable (StoreTransaction) throws -> T) async -> T? {
-        await write(operation, digests: [digest], work)
+    func write<T: Sendable>(_ operation: StoreOperation, digest: Int64, hints: WriteHints? = nil,
+                            _ work: @escaping @Sendable (StoreTransaction) throws -> T) async -> T? {
+        await write(operation, digests: [digest], hints: hints, work)
     }
 
     @discardableResult
-    func write<T: Sendable>(_ operation: StoreOperation, digests: [Int64], _ work: @escaping @Sendable (StoreTransaction) throws -> T) async -> T? {
+    func write<T: Sendable>(_ operation: StoreOperation, digests: [Int64], hints: WriteHints? = nil,
+                            _ work: @escaping @Sendable (StoreTransaction) throws -> T) async -> T? {
         do {
-            return try await committer.perform(timeout: .seconds(60), work)
+            return try await committer.perform(timeout: .seconds(60), hints: hints, work)
         } catch {
             metrics.storeError(operation)
             logger.error("digest state change failed", metadata: [

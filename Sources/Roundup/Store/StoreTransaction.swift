@@ -227,14 +227,17 @@ public protocol StoreTransaction {
 }
 
 /// What one group-commit job will read and write: the users whose rows, locks and open digests
-/// it needs, and the MsgKeys it will insert or check.
+/// it needs, the MsgKeys it will insert or check, and the digests it will try to mark `sending`
+/// (whose send right, `holdsSendRight`, the engine may take for the whole batch at once).
 public struct WriteHints: Sendable, Equatable {
     public var users: [String]
     public var msgKeys: [String]
+    public var sends: [Int64]
 
-    public init(users: [String], msgKeys: [String] = []) {
+    public init(users: [String], msgKeys: [String] = [], sends: [Int64] = []) {
         self.users = users
         self.msgKeys = msgKeys
+        self.sends = sends
     }
 }
 

@@ -89,6 +89,44 @@ struct SendStatementTests {
         #expect(done == doneStepByStep, "differs: \(done.difference(from: doneStepByStep).map { "\($0)" })")
     }
 
+    @Test("PostgreSQL: the sends of one batch take their send rights in one statement; a digest this instance has not claimed is still refused")
+    func sendRightsTogether() async throws {
+        guard let (store, _, remove) = try await EngineUnderTest.postgresql.makeStore(instanceTimeout: 3_600, poolSize: 2) else { return }
+        defer { remove() }
+        let config = try ConfigLoader(environment: [:]).load(yaml: Self.yaml, source: "test").config
+        let (a, b) = try await Self.seed(store)
+        // c's digest is due too, but never claimed by this instance.
+        _ = try await store.write { tx in try GroupCommitBatchTests.ingest(tx, config, key: "c1", to: "c") }
+        let c = try #require(try await store.read { tx in try tx.activeDigest(for: "c") }?.id)
+        let rendered = try await store.read { tx in try [a, b, c].map { try tx.digestMessages($0).map(\.id) } }
+
+        let committer = GroupCommitter(store: store)
+        let hold = await WriterHold.start(committer)
+        let statements = try #require(store.postgres).statementsSent
+        let started = Task {
+            try await withThrowingTaskGroup(of: (Int64, Bool).self) { group in
+                for (id, ids) in zip([a, b, c], rendered) {
+                    group.addTask {
+                        (id, try await committer.perform(timeout: .seconds(60), hints: WriteHints(users: [], sends: [id])) { tx in
+                            try tx.markSending(id, rendered: ids, template: "T", body: "{}", now: t0 + 5)
+                        })
+                    }
+                }
+                var all: [Int64: Bool] = [:]
+                for try await (id, ok) in group { all[id] = ok }
+                return all
+            }
+        }
+        #expect(try await hold.waitForQueue(3), "the sends did not all queue behind the held writer")
+        try await hold.release()
+        #expect(try await started.value == [a: true, b: true, c: false])
+        // The held writer's COMMIT; then BEGIN, the three send rights, a start for a and for b,
+        // COMMIT. With one lock statement per send it would be eight.
+        let sent = try #require(store.postgres).statementsSent - statements
+        #expect(sent == 6, "\(sent) statements")
+        #expect(try await store.read { tx in try [a, b, c].map { try tx.digestState($0) } } == [.sending, .sending, .open])
+    }
+
     @Test("the messages of many digests in one read are each digest's own read; a digest with none has no entry", arguments: EngineUnderTest.allCases)
     func manyDigestsRead(engine: EngineUnderTest) async throws {
         guard let (store, _, remove) = try await engine.makeStore(instanceTimeout: 3_600, poolSize: 2) else { return }

@@ -52,6 +52,22 @@ final class PostgresBatch {
     private var dueSet: Set<Int64> = []
     private var events: [(digest: Int64, at: Int64, kind: String, detail: String)] = []
 
+    /// Send rights taken for the whole batch (`holdsSendRight`): the digests asked for, and those
+    /// held. A right stays true until the transaction ends (its row is locked for update), so
+    /// these outlive `reset`, unlike the facts above; a digest not asked for is asked of the database.
+    private var sendsAsked: Set<Int64> = []
+    private var sendsHeld: Set<Int64> = []
+
+    func sendRights(asked: [Int64], held: [Int64]) {
+        sendsAsked.formUnion(asked)
+        sendsHeld.formUnion(held)
+    }
+
+    /// Whether this transaction holds the send right of a digest the batch asked for; nil when it did not ask.
+    func sendRight(_ id: Int64) -> Bool? {
+        sendsAsked.contains(id) ? sendsHeld.contains(id) : nil
+    }
+
     var hasWrites: Bool { !newDigests.isEmpty || !newMessages.isEmpty || !retimed.isEmpty || !events.isEmpty }
 
     /// Forgets the facts and the held writes (after they were sent, or when the transaction rolls back).
@@ -84,7 +100,7 @@ final class PostgresBatch {
         }
         for r in try tx.send("""
             SELECT im_user_id, \(PostgresTransaction.activeDigestColumns) FROM digests d
-            WHERE im_user_id = ANY($1) AND state IN ('open', 'held') FOR SHARE OF d
+            WHERE im_user_id = ANY($1) AND state IN ('open', 'held') ORDER BY d.id FOR SHARE OF d
             """, arguments: [sortedUsers]).rows {
             let d = try PostgresTransaction.activeDigest(r)
             let user = try r.string("im_user_id")

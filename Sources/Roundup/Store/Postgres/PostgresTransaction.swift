@@ -74,10 +74,24 @@ public struct PostgresTransaction: StoreTransaction {
     // MARK: group commit
 
     public func prepareBatch(_ hints: [WriteHints]) throws {
+        guard !readOnly else { return }
         let users = hints.flatMap(\.users)
-        guard !readOnly, !users.isEmpty else { return }
-        if batch.active { try flushBatch() }
-        try batch.prepare(self, users: users, keys: hints.flatMap(\.msgKeys))
+        if !users.isEmpty {
+            if batch.active { try flushBatch() }
+            try batch.prepare(self, users: users, keys: hints.flatMap(\.msgKeys))
+        }
+        let sends = hints.flatMap(\.sends)
+        if !sends.isEmpty {
+            // Every send right of the batch in one statement, the rows locked in id order (as
+            // the ingest batch's share locks are), so neither can wait for the other in a cycle.
+            let held = try send("""
+                SELECT d.id FROM digests d JOIN instances i ON i.id = d.claimed_by
+                WHERE d.id = ANY($3) AND d.state = 'open' AND d.claimed_by = $1
+                  AND i.heartbeat_at > now() - make_interval(secs => $2 / 2)
+                ORDER BY d.id FOR UPDATE OF d
+                """, arguments: [instance.id, instance.timeoutSeconds, Array(Set(sends))]).rows.map { try $0.int64("id") }
+            batch.sendRights(asked: sends, held: held)
+        }
     }
 
     public func flushBatch() throws {
@@ -731,7 +745,8 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func holdsSendRight(_ id: Int64) throws -> Bool {
-        try one("""
+        if let known = batch.sendRight(id) { return known }
+        return try one("""
             SELECT d.id FROM digests d JOIN instances i ON i.id = d.claimed_by
             WHERE d.id = $3 AND d.state = 'open' AND d.claimed_by = $1
               AND i.heartbeat_at > now() - make_interval(secs => $2 / 2)
