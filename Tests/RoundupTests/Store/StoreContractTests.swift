@@ -186,6 +186,31 @@ struct StoreContractTests {
         #expect(try await store.read { tx in try tx.operatorStats().pendingMessages } == 3)
     }
 
+    @Test("expiring a digest's old messages and moving its pending ones touch only its pending messages", arguments: EngineUnderTest.allCases)
+    func pendingOfDigest(engine: EngineUnderTest) async throws {
+        guard let (store, _, remove) = try await engine.makeStore() else { return }
+        defer { remove() }
+        let (x, y, ids) = try await store.write { tx -> (Int64, Int64, [Int64]) in
+            let x = try tx.openDigest(for: "p1", windowStart: t0, dueAt: t0, now: t0, note: "x")
+            let y = try tx.openDigest(for: "p2", windowStart: t0, dueAt: t0, now: t0, note: "y")
+            var ids: [Int64] = []
+            for (i, at) in [t0, t0 + 10, t0, t0].enumerated() {
+                let m = NewMessage(msgKey: "k\(i)", recipient: i == 3 ? "p2" : "p1", sender: "t", msgTime: 1, receivedAt: at, summary: "m")
+                ids.append(try #require(try tx.insertMessage(m)))
+            }
+            try tx.join(messages: Array(ids.prefix(3)), to: x)
+            try tx.join(messages: [ids[3]], to: y)
+            try tx.setStatus(of: [ids[2]], to: .read, at: t0 + 1)
+            return (x, y, ids)
+        }
+        #expect(try await store.write { tx in try tx.expireMessages(ofDigest: x, receivedBefore: t0 + 5, now: t0 + 20) } == 1)
+        #expect(try await store.write { tx in try tx.movePendingMessages(from: x, to: y) } == 1)
+        let rows = try await store.read { tx in try tx.messages(recipient: "p1") + tx.messages(recipient: "p2") }
+        let byID = Dictionary(uniqueKeysWithValues: rows.map { ($0.id, "\($0.status) \($0.digestID == x ? "x" : $0.digestID == y ? "y" : "-")") })
+        #expect(ids.map { byID[$0] } == ["expired x", "pending y", "read x", "pending y"])
+        #expect(try await store.read { tx in try tx.pendingCount(digest: y) } == 2)
+    }
+
     @Test("summaries of many digests read together give each digest its own senders, in order of their first message", arguments: EngineUnderTest.allCases)
     func summariesSenders(engine: EngineUnderTest) async throws {
         guard let (store, _, remove) = try await engine.makeStore() else { return }

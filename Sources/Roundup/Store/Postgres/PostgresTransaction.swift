@@ -222,23 +222,28 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func setStatus(ofDigest digest: Int64, to status: MessageStatus, at: Timestamp) throws {
-        try run("WITH \(Self.finishDigestMessages(digest: "$3", status: "$1", at: "$2")) SELECT 1", status.rawValue, at.milliseconds, digest)
+        try run("WITH \(Self.updatePending(ofDigest: "$3", set: "status = $1, status_at = $2")) SELECT count(*) AS n FROM changed",
+                status.rawValue, at.milliseconds, digest)
     }
 
-    /// Two CTEs, `mine` and `finished` (no trailing comma), that give a digest's pending messages a final status.
+    /// Two CTEs, `mine` and `changed` (no trailing comma), that update a digest's pending messages
+    /// (`when` may test `mine.received_at`); `changed` returns their ids.
     ///
     /// Written so that the planner reaches the rows by the digest index and the primary key
     /// alone. `status = 'pending'` on the updated table would let it read the partial index of
     /// every pending message in the database instead, which its statistics (a little old while a
     /// table grows fast) make look small: 0.75 ms to 4 ms a digest instead of 0.05 ms. So the
-    /// status is compared with the CTE's copy (`IS NOT DISTINCT FROM` is no equality the planner
-    /// can turn into a constant), and a row another writer changed meanwhile is still re-checked.
-    static func finishDigestMessages(digest: String, status: String, at: String, when: String = "true") -> String {
+    /// status and digest are compared with the CTE's copy by `IS NOT DISTINCT FROM` (no equality
+    /// the planner can turn into an index condition), and a row another writer changed meanwhile
+    /// is still re-checked.
+    static func updatePending(ofDigest digest: String, set: String, when: String = "true") -> String {
         """
-        mine AS MATERIALIZED (SELECT id, status FROM messages WHERE digest_id = \(digest)),
-        finished AS (
-            UPDATE messages m SET status = \(status), status_at = \(at) FROM mine
-            WHERE m.id = mine.id AND mine.status = 'pending' AND m.status IS NOT DISTINCT FROM mine.status AND \(when)
+        mine AS MATERIALIZED (SELECT id, status, received_at FROM messages WHERE digest_id = \(digest)),
+        changed AS (
+            UPDATE messages m SET \(set) FROM mine
+            WHERE m.id = mine.id AND mine.status = 'pending' AND m.status IS NOT DISTINCT FROM mine.status
+              AND m.digest_id IS NOT DISTINCT FROM \(digest) AND \(when)
+            RETURNING m.id
         )
         """
     }
@@ -305,7 +310,8 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func movePendingMessages(from source: Int64, to target: Int64) throws -> Int {
-        try run("UPDATE messages SET digest_id = $1 WHERE digest_id = $2 AND status = 'pending'", target, source).affected
+        Int(try one("WITH \(Self.updatePending(ofDigest: "$2", set: "digest_id = $1")) SELECT count(*) AS n FROM changed",
+                    target, source)?.int64("n") ?? 0)
     }
 
     public func dropUnjoined(receivedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
@@ -316,8 +322,10 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     public func expireMessages(ofDigest id: Int64, receivedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
-        try run("UPDATE messages SET status = 'expired', status_at = $1 WHERE digest_id = $2 AND status = 'pending' AND received_at < $3",
-                now.milliseconds, id, cutoff.milliseconds).affected
+        Int(try one("""
+            WITH \(Self.updatePending(ofDigest: "$2", set: "status = 'expired', status_at = $1", when: "mine.received_at < $3"))
+            SELECT count(*) AS n FROM changed
+            """, now.milliseconds, id, cutoff.milliseconds)?.int64("n") ?? 0)
     }
 
     public func purgeText(finishedBefore cutoff: Timestamp, now: Timestamp) throws -> Int {
@@ -464,7 +472,7 @@ public struct PostgresTransaction: StoreTransaction {
                 RETURNING id
             ),
             logged AS (INSERT INTO digest_events (digest_id, at, kind, detail) SELECT id, $2, 'state', $4 FROM moved),
-            \(Self.finishDigestMessages(digest: "$1", status: "'delivered'", at: "$2", when: "EXISTS (SELECT 1 FROM moved)")),
+            \(Self.updatePending(ofDigest: "$1", set: "status = 'delivered', status_at = $2", when: "EXISTS (SELECT 1 FROM moved)")),
             spent AS (
                 INSERT INTO credits (openid, template_id, count, subscribed, updated_at)
                 SELECT $5, $6, 0, false, $2 FROM moved WHERE $5::text IS NOT NULL
