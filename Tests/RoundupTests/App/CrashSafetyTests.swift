@@ -25,7 +25,7 @@ struct CrashSafetyTests {
             let perRound = 400
             var acked: Set<String> = []
             var issued: Set<String> = []
-            var serve = try rig.start()
+            var serve = try await rig.start()
             var port = try await serve.waitUntilListening()
             for round in 0..<3 {
                 let killAt = Int.random(in: perRound / 10...perRound * 7 / 10, using: &random)
@@ -43,7 +43,7 @@ struct CrashSafetyTests {
                 acked.formUnion(result.acked)
                 issued.formUnion(result.issued)
 
-                serve = try rig.start()
+                serve = try await rig.start()
                 port = try await serve.waitUntilListening()
                 try rig.expectIngestIntact(acked: acked, issued: issued, users: users, context: "after round \(round)")
             }
@@ -79,7 +79,7 @@ struct CrashSafetyTests {
         try rig.seedUsers(users, credits: 1)
         try await rig.withFakes { rig in
             await rig.wechat.script.setSendLatency(.milliseconds(250))
-            var serve = try rig.start()
+            var serve = try await rig.start()
             let port = try await serve.waitUntilListening()
             try await rig.postOneMessageEach(users: users, port: port, messages: 2)
             let flush = try await runRoundup(["flush", "--all", "--config", rig.configFile.path], in: rig.dir)
@@ -98,7 +98,7 @@ struct CrashSafetyTests {
                 #expect(!sending.isEmpty, "round \(round): no digest was in `sending` at the kill (seed \(CrashSeed.value))")
                 inFlightAtKill.formUnion(sending.map(\.id))
 
-                serve = try rig.start()
+                serve = try await rig.start()
                 _ = try await serve.waitUntilListening()
                 // The engine recovers interrupted sends as it starts; nothing that was `sending` may
                 // end anywhere but in_doubt.
@@ -138,7 +138,7 @@ struct CrashSafetyTests {
         try rig.seedUsers(users, credits: 1)
         try await rig.withFakes { rig in
             await rig.wechat.script.setTokenLatency(.seconds(4))
-            var serve = try rig.start()
+            var serve = try await rig.start()
             let port = try await serve.waitUntilListening()
             try await rig.postOneMessageEach(users: users, port: port, messages: 1)
             #expect(try await runRoundup(["flush", "--all", "--config", rig.configFile.path], in: rig.dir).status == 0)
@@ -170,7 +170,7 @@ struct CrashSafetyTests {
             #expect(sendingAtKill.isEmpty, "\(sendingAtKill.count) digest(s) were `sending` with no token yet (seed \(CrashSeed.value))")
 
             await rig.wechat.script.setTokenLatency(.zero)
-            serve = try rig.start()
+            serve = try await rig.start()
             _ = try await serve.waitUntilListening()
             let settled = try await crashPoll(timeout: 60) { try rig.digests(in: [.open, .held, .sending]).isEmpty }
             #expect(settled, "digests were still open or sending a minute after the restart")

@@ -459,7 +459,8 @@ final class MultiServe {
 
     /// Starts `count` more serves at once and waits (bounded) until each listens and is registered.
     func start(_ count: Int) async throws {
-        let started = try (0..<count).map { _ in try rig.start() }
+        var started: [ServeProcess] = []
+        for _ in 0..<count { started.append(try await rig.start()) }
         for serve in started {
             ports.append(try await serve.waitUntilListening(timeout: 60))
             serves.append(serve)

@@ -14,7 +14,7 @@ struct ServeProcessTests {
     func singleOwner() async throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let first = try ServeProcess.start(in: dir, config: nil, environment: Self.loopback)
+        let first = try await ServeProcess.start(in: dir, config: nil, environment: Self.loopback)
         _ = try await first.waitUntilListening()
 
         let second = try await runRoundup(["serve"], in: dir, environment: Self.loopback)
@@ -31,7 +31,7 @@ struct ServeProcessTests {
         #expect(first.wasKilled)
         // The dead owner's lease row stays, but nobody holds the lock: no instance.
         #expect(try await runRoundup(["instances", "--json"], in: dir).stdout.contains("\"instances\":[]"))
-        let third = try ServeProcess.start(in: dir, config: nil, environment: Self.loopback)
+        let third = try await ServeProcess.start(in: dir, config: nil, environment: Self.loopback)
         _ = try await third.waitUntilListening()
         await third.terminate()
         #expect(third.exitStatus == 0, "\(third.output.suffix(2_000))")
@@ -134,7 +134,7 @@ struct SecretsInLogsTests {
                            "ROUNDUP_WECHAT_API_BASE_URL": wechatBase, "ROUNDUP_IM_API_BASE_URL": imBase]
                 env.merge(secrets) { a, _ in a }
 
-                let serve = try ServeProcess.start(in: dir, config: configFile, logLevel: "trace", environment: env)
+                let serve = try await ServeProcess.start(in: dir, config: configFile, logLevel: "trace", environment: env)
                 let port = try await serve.waitUntilListening()
                 let base = "http://127.0.0.1:\(port)"
                 var answers: [String] = []

@@ -35,7 +35,7 @@ struct SendPipelineServeTests {
         var late: Double?
         try await rig.withFakes { rig in
             await hang(rig)
-            let serve = try rig.start()
+            let serve = try await rig.start()
             let port = try await serve.waitUntilListening()
             let client = SignedCallbackClient(port: port, token: ServeRig.callbackToken, connections: 2)
             defer { client.close() }

@@ -18,7 +18,7 @@ struct CLIBesideIngestTests {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let database = dir.appendingPathComponent("roundup.sqlite").path
-        let serve = try ServeProcess.startSigned(
+        let serve = try await ServeProcess.startSigned(
             in: dir, callbackToken: OverloadTests.token, storage: "  path: \"\(database)\"", extra: "digest:\n  window: 10m")
         let config = dir.appendingPathComponent("roundup.yaml")
         defer { Task { await serve.terminate() } }

@@ -27,7 +27,7 @@ struct OverloadTests {
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let database = dir.appendingPathComponent("roundup.sqlite").path
-        let serve = try ServeProcess.startSigned(in: dir, callbackToken: Self.token, storage: "  path: \"\(database)\"")
+        let serve = try await ServeProcess.startSigned(in: dir, callbackToken: Self.token, storage: "  path: \"\(database)\"")
         let port = try await serve.waitUntilListening()
         let client = SignedCallbackClient(port: port, token: Self.token, connections: Self.burst)
         defer { client.close() }

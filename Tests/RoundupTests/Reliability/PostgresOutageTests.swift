@@ -24,7 +24,7 @@ struct PostgresOutageTests {
         viaProxy.port = proxyPort
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let serve = try ServeProcess.startSigned(
+        let serve = try await ServeProcess.startSigned(
             in: dir, callbackToken: OverloadTests.token,
             storage: """
                   url: "postgres://\(viaProxy.user)@127.0.0.1:\(proxyPort)/\(viaProxy.database)?sslmode=disable"

@@ -30,7 +30,7 @@ final class ServeProcess: @unchecked Sendable {
     /// headers) — and starts `serve` with it.
     static func startSigned(
         in dir: URL, callbackToken: String, storage: String, extra: String = "", logLevel: String = "info"
-    ) throws -> ServeProcess {
+    ) async throws -> ServeProcess {
         let config = dir.appendingPathComponent("roundup.yaml")
         try """
             server:
@@ -44,11 +44,11 @@ final class ServeProcess: @unchecked Sendable {
             \(extra)
 
             """.write(to: config, atomically: true, encoding: .utf8)
-        return try start(in: dir, config: config, logLevel: logLevel)
+        return try await start(in: dir, config: config, logLevel: logLevel)
     }
 
     /// Starts `serve` in `dir` with `config` (nil: the default `./roundup.yaml`, or none).
-    static func start(in dir: URL, config: URL?, logLevel: String = "info", environment: [String: String] = [:]) throws -> ServeProcess {
+    static func start(in dir: URL, config: URL?, logLevel: String = "info", environment: [String: String] = [:]) async throws -> ServeProcess {
         let log = dir.appendingPathComponent("serve-\(UUID().uuidString.prefix(8)).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let process = Process()
@@ -62,6 +62,9 @@ final class ServeProcess: @unchecked Sendable {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
+        // The child has its own copy: ours is closed, or every started `serve` leaks one (see `runTool`).
+        defer { try? handle.close() }
+        await TestSupport.waitForFewDescriptors()
         try process.run()
         return ServeProcess(process: process, log: log)
     }

@@ -69,8 +69,8 @@ struct ServeRig: Sendable {
     }
 
     /// Starts `serve` on the rig's config; each run logs to its own file.
-    func start() throws -> ServeProcess {
-        try ServeProcess.start(in: dir, config: configFile)
+    func start() async throws -> ServeProcess {
+        try await ServeProcess.start(in: dir, config: configFile)
     }
 
     /// Opens the database as the CLI would (beside a running serve, or after it died).

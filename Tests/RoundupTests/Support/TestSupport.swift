@@ -18,6 +18,20 @@ enum TestSupport {
         try String(contentsOf: fixture(relative), encoding: .utf8)
     }
 
+    /// Waits (up to 30 s) until this process has fewer than 1,000 open descriptors, before a
+    /// child process is started. Foundation's `Process.run()` on Linux (Swift 6.3.1) reads each
+    /// /proc/self/fd entry's whole 256-byte name; once about 1,300 entries fill glibc's 32 KB
+    /// directory buffer, the last read can run past its end into an unmapped page and crash the
+    /// test process (swift-corelibs-foundation #5472). The suite briefly holds that many (sockets
+    /// and SQLite files of tests running at once) in its first seconds.
+    static func waitForFewDescriptors() async {
+        for _ in 0..<600 {
+            let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+            if open < 1_000 { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     /// A fresh temporary directory for one test, removed by the caller's `defer`.
     static func temporaryDirectory() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("roundup-test-\(UUID().uuidString)")
@@ -78,15 +92,22 @@ func runTool(
     let outURL = outputs.appendingPathComponent("stdout"), errURL = outputs.appendingPathComponent("stderr")
     _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
     _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    process.standardOutput = try FileHandle(forWritingTo: outURL)
-    process.standardError = try FileHandle(forWritingTo: errURL)
+    var handles = [try FileHandle(forWritingTo: outURL), try FileHandle(forWritingTo: errURL)]
+    process.standardOutput = handles[0]
+    process.standardError = handles[1]
     if let stdin {
         let inURL = outputs.appendingPathComponent("stdin")
         try Data(stdin.utf8).write(to: inURL)
-        process.standardInput = try FileHandle(forReadingFrom: inURL)
+        handles.append(try FileHandle(forReadingFrom: inURL))
+        process.standardInput = handles[2]
     } else {
         process.standardInput = FileHandle.nullDevice
     }
+    // The child gets its own copies when it starts; ours are closed when it is done. Left open
+    // (Process keeps them), they leaked two or three descriptors a run, 1,750 by the end of the
+    // suite, past what `waitForFewDescriptors` guards against.
+    defer { for h in handles { try? h.close() } }
+    await TestSupport.waitForFewDescriptors()
     let finished = Mutex(false)
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
         process.terminationHandler = { _ in
