@@ -52,6 +52,16 @@ struct DigestPipelineTests {
         }
     }
 
+    /// Starts a scheduler pass with the fake WeChat's gate closed, and returns once its first
+    /// send waits there (`openGate` lets it through).
+    func runOnceHeldAtWeChat(_ w: World) async throws -> Task<Int, Never> {
+        await w.wechat.script.closeGate()
+        let run = Task { await w.runtime.scheduler.runOnce() }
+        for _ in 0..<1_000 where await w.wechat.script.sendAttempts == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(await w.wechat.script.sendAttempts == 1)
+        return run
+    }
+
     func bind(_ w: World, _ user: String, openid: String, credits: Int = 1) throws {
         try w.h.store.updateUser(user, UserUpdate(openid: .set(openid), name: .set("王芳")), now: t0)
         try w.h.store.updateUser("teacher_zhang", UserUpdate(name: .set("张老师")), now: t0)
@@ -94,10 +104,7 @@ struct DigestPipelineTests {
             try bind(w, "parent_001", openid: "oP1")
             try await message(w, to: "parent_001", key: "k1")
             w.h.clock.advance(by: 600)
-            await w.wechat.script.closeGate()
-            let run = Task { await w.runtime.scheduler.runOnce() }
-            for _ in 0..<1_000 where await w.wechat.script.sendAttempts == 0 { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(await w.wechat.script.sendAttempts == 1)
+            let run = try await runOnceHeldAtWeChat(w)
             #expect(w.runtime.scheduler.slots.inUse == 1)
             // WeChat answers; recording the result waits for the writer.
             let hold = await WriterHold.start(w.runtime.committer)
@@ -118,11 +125,8 @@ struct DigestPipelineTests {
             try await message(w, to: "parent_001", key: "a1")
             try await message(w, to: "parent_002", key: "b1")
             w.h.clock.advance(by: 600)
-            await w.wechat.script.closeGate()
-            let run = Task { await w.runtime.scheduler.runOnce() }
             // One send holds the only slot at WeChat; the other digest waits with the messages read for the batch.
-            for _ in 0..<1_000 where await w.wechat.script.sendAttempts == 0 { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(await w.wechat.script.sendAttempts == 1)
+            let run = try await runOnceHeldAtWeChat(w)
             // A second message for each: the waiting digest takes it; the other, already sending, opens a new one.
             try await message(w, to: "parent_001", key: "a2")
             try await message(w, to: "parent_002", key: "b2")
