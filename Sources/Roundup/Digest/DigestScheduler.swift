@@ -106,9 +106,7 @@ public final class DigestScheduler: Service, Sendable {
             let pauses = try await store.sendPausesAsync()
             if pauses.quota { return ([], 0) }
             let busy = inFlight.withLock { $0 }
-            let due = try await store.claimDueDigests(now: now, limit: DigestSender.presenceBatch + busy.count)
-                .filter { !busy.contains($0.id) }
-                .prefix(DigestSender.presenceBatch)
+            let due = try await store.claimDueDigests(now: now, limit: DigestSender.presenceBatch, excluding: busy)
             guard !due.isEmpty else { return ([], 0) }
             // One query for the whole batch's credits instead of one per digest and template.
             let credits = try await store.creditsAsync(openids: due.compactMap(\.openid))

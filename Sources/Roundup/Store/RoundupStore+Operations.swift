@@ -196,8 +196,8 @@ extension RoundupStore {
     }
 
     /// Claims the due digests this process will send (see `StoreTransaction.claimDueDigests`).
-    public func claimDueDigests(now: Timestamp, limit: Int) async throws -> [DueDigest] {
-        try await write { try $0.claimDueDigests(now: now, limit: limit) }
+    public func claimDueDigests(now: Timestamp, limit: Int, excluding: Set<Int64> = []) async throws -> [DueDigest] {
+        try await write { try $0.claimDueDigests(now: now, limit: limit, excluding: excluding) }
     }
 
     /// Held digests (for re-checking bindings, credits and paused templates).

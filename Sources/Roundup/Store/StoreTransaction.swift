@@ -147,10 +147,11 @@ public protocol StoreTransaction {
     // MARK: claims (several instances)
 
     /// Claims up to `limit` open digests due by `now` for this process and returns them, most
-    /// overdue first. On PostgreSQL a digest claimed by another live instance is skipped, and an
-    /// instance whose own heartbeat is not live claims nothing; on SQLite one `serve` owns the
-    /// file, so this is the plain read.
-    func claimDueDigests(now: Timestamp, limit: Int) throws -> [DueDigest]
+    /// overdue first, leaving out `excluding` (the digests already in this process's pipeline:
+    /// claiming them again would only lock rows their sends are about to lock). On PostgreSQL a
+    /// digest claimed by another live instance is skipped, and an instance whose own heartbeat is
+    /// not live claims nothing; on SQLite one `serve` owns the file, so this is the plain read.
+    func claimDueDigests(now: Timestamp, limit: Int, excluding: Set<Int64>) throws -> [DueDigest]
     /// Fencing: whether this process may start sending the digest now. On PostgreSQL the digest
     /// must still be open, claimed by this instance, and its heartbeat younger than half the
     /// instance timeout (by the database's clock); the row stays locked until the transaction
@@ -316,6 +317,10 @@ extension StoreTransaction {
 
     public func lastSendStart(user: String) throws -> Timestamp? {
         try lastSendStart(user: user, excluding: nil)
+    }
+
+    public func claimDueDigests(now: Timestamp, limit: Int) throws -> [DueDigest] {
+        try claimDueDigests(now: now, limit: limit, excluding: [])
     }
 
     /// Creates an open digest and logs why (the schema refuses a second active one for the user).

@@ -48,6 +48,28 @@ struct PostgresInstancesTests {
         #expect(Set(try await b.claimDueDigests(now: t0 + 1, limit: 100).map(\.id)) == Set(fromB))
     }
 
+    @Test("a claim leaves out the digests in flight and does not write again the rows it already holds")
+    func claimLeavesInFlightAlone() async throws {
+        guard let (a, b) = try await Self.twoInstances() else { return }
+        defer { a.postgres?.shutdown(); b.postgres?.shutdown() }
+        try await Self.openDue(a, users: 3)
+        let ids = try await a.claimDueDigests(now: t0 + 1, limit: 3).map(\.id)
+        #expect(ids.count == 3)
+        // A row's version (xmin) changes whenever it is written, and a write holds the row's
+        // lock until the claim commits, which a send's fencing lock would wait for.
+        func versions() async throws -> [Int64] {
+            try await a.read { tx in
+                try (tx as! PostgresTransaction).run("SELECT xmin::text::bigint AS v FROM digests WHERE id = ANY($1) ORDER BY id", ids).rows.map { try $0.int64("v") }
+            }
+        }
+        let before = try await versions()
+        let again = try await a.claimDueDigests(now: t0 + 1, limit: 10, excluding: [ids[0]]).map(\.id)
+        #expect(again == Array(ids.dropFirst()))
+        #expect(try await versions() == before)
+        // B still gets none of them: A's claims stand.
+        #expect(try await b.claimDueDigests(now: t0 + 1, limit: 10).isEmpty)
+    }
+
     @Test("fencing: only the claimer with a live heartbeat may mark a digest sending")
     func fencing() async throws {
         guard let (a, b) = try await Self.twoInstances() else { return }

@@ -729,22 +729,30 @@ public struct PostgresTransaction: StoreTransaction {
     /// An instance is live while its heartbeat is younger than the timeout, by the database's clock.
     static let liveInstances = "SELECT id FROM instances WHERE heartbeat_at > now() - make_interval(secs => $2)"
 
-    public func claimDueDigests(now: Timestamp, limit: Int) throws -> [DueDigest] {
+    public func claimDueDigests(now: Timestamp, limit: Int, excluding: Set<Int64>) throws -> [DueDigest] {
         // One statement claims: rows another transaction is claiming are skipped, not waited for,
         // and a claim held by a live instance is respected. Nothing is claimed unless this
         // instance's own heartbeat is younger than half the timeout.
+        // The digests already in this instance's pipeline are left out, and a row this instance
+        // already claims is returned without being written again: a claim that rewrote them
+        // would hold their row locks until it commits, and the sends' fencing locks would wait
+        // for it (5 ms a send batch in the flush bench, with a thousand digests in flight).
         let ids = try run("""
             WITH me AS (
                 SELECT 1 FROM instances WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => $2 / 2)
             ), picked AS (
-                SELECT d.id FROM digests d
+                SELECT d.id, d.claimed_by FROM digests d
                 WHERE d.state = 'open' AND d.due_at <= $3 AND EXISTS (SELECT 1 FROM me)
+                  AND NOT (d.id = ANY($5))
                   AND (d.claimed_by IS NULL OR d.claimed_by = $1 OR d.claimed_by NOT IN (\(Self.liveInstances)))
                 ORDER BY d.due_at, d.id LIMIT $4
                 FOR UPDATE OF d SKIP LOCKED
+            ), taken AS (
+                UPDATE digests d SET claimed_by = $1 FROM picked
+                WHERE d.id = picked.id AND picked.claimed_by IS DISTINCT FROM $1
             )
-            UPDATE digests d SET claimed_by = $1 FROM picked WHERE d.id = picked.id RETURNING d.id
-            """, instance.id, instance.timeoutSeconds, now.milliseconds, limit).rows.map { try $0.int64("id") }
+            SELECT id FROM picked
+            """, instance.id, instance.timeoutSeconds, now.milliseconds, limit, Array(excluding)).rows.map { try $0.int64("id") }
         guard !ids.isEmpty else { return [] }
         return try run("""
             SELECT \(Self.dueColumns) FROM digests d LEFT JOIN users u ON u.im_user_id = d.im_user_id

@@ -46,8 +46,8 @@ extension SQLiteTransaction {
         try Int64.cachedAll(db, sql: "SELECT id FROM digests WHERE state = ? ORDER BY id", arguments: [state.rawValue])
     }
 
-    public func claimDueDigests(now: Timestamp, limit: Int) throws -> [DueDigest] {
-        try dueDigests(.dueBy(now), limit: limit)
+    public func claimDueDigests(now: Timestamp, limit: Int, excluding: Set<Int64>) throws -> [DueDigest] {
+        Array(try dueDigests(.dueBy(now), limit: limit + excluding.count).lazy.filter { !excluding.contains($0.id) }.prefix(limit))
     }
 
     public func holdsSendRight(_ id: Int64) throws -> Bool { true }
