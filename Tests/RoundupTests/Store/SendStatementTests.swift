@@ -170,4 +170,25 @@ struct SendStatementTests {
         let credits = try await store.read { tx in try tx.credits(openid: "o-a") }.map { "\($0.templateID) \($0.count) \($0.subscribed)" }
         #expect(credits == ["T 2 false", "U 0 false"], "\(credits)")
     }
+
+    @Test("PostgreSQL: a send statement whose first preparation on a connection fails spoils only that transaction; the next one, on a new connection, sends")
+    func failedPreparation() async throws {
+        // One connection, so the next transaction would get the same one back.
+        guard let (store, _, remove) = try await EngineUnderTest.postgresql.makeStore(instanceTimeout: 3_600, poolSize: 1) else { return }
+        defer { remove() }
+        let (a, _) = try await Self.seed(store)
+        let rendered = try await store.read { tx in try tx.digestMessages(a).map(\.id) }
+        // The statement is first prepared inside an aborted transaction, so its preparation fails;
+        // PostgresNIO keeps that failure for the connection's lifetime.
+        await #expect(throws: (any Error).self) {
+            try await store.write { tx in
+                _ = try? (tx as! PostgresTransaction).run("SELECT 1 / 0")
+                return try tx.startSending(a, rendered: rendered, template: "T", body: "{}", now: t0 + 5, line: "sending")
+            }
+        }
+        #expect(try await store.write { tx in
+            try tx.startSending(a, rendered: rendered, template: "T", body: "{}", now: t0 + 5, line: "sending")
+        })
+        #expect(try await store.read { tx in try tx.digestState(a) } == .sending)
+    }
 }

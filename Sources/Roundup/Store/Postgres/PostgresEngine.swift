@@ -132,12 +132,12 @@ public final class PostgresEngine: StoreEngine {
                 try tx.run(readOnly ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN")
                 let value = try body(tx)
                 try tx.run("COMMIT")
-                connections.checkin(connection)
+                connections.checkin(connection, broken: tx.spoiled.value)
                 return value
             } catch {
                 tx.batch.reset()
                 let rolledBack = (try? tx.run("ROLLBACK")) != nil
-                connections.checkin(connection, broken: !rolledBack)
+                connections.checkin(connection, broken: !rolledBack || tx.spoiled.value)
                 if attempt < 3, let pg = error as? PostgresStoreError, pg.isRetryable { continue }
                 throw error
             }

@@ -114,3 +114,24 @@ public struct PostgresStoreError: Error, Sendable, CustomStringConvertible, Expl
 extension PSQLError: ExplainedStoreError {
     var explanation: String { PostgresStoreError(self).message }
 }
+
+/// The text of a statement run prepared (`PostgresTransaction.runPrepared`).
+protocol PreparedText {
+    static var sql: String { get }
+}
+
+/// A prepared statement named after its text's type: PostgresNIO prepares it on a connection the
+/// first time it runs there and reuses it after.
+struct PreparedStatement<Text: PreparedText>: PostgresPreparedStatement {
+    static var name: String { "roundup.\(Text.self)" }
+    static var sql: String { Text.sql }
+    typealias Row = PostgresRow
+    let bindings: PostgresBindings
+    func makeBindings() -> PostgresBindings { bindings }
+    func decodeRow(_ row: PostgresRow) -> PostgresRow { row }
+}
+
+/// Whether a transaction's connection must be closed rather than reused.
+final class SpoiledFlag {
+    var value = false
+}
