@@ -53,6 +53,7 @@ public struct PostgresTransaction: StoreTransaction {
     /// PostgreSQL parses and plans it once per connection, not on every call. Parsing and
     /// planning took about 40 % of the server's time in the flush bench, the send statements
     /// being long CTEs. Only rows come back, not a count of rows changed.
+    @discardableResult
     func runPrepared<Text: PreparedText>(_ text: Text.Type, _ args: any PGArgument...) throws -> [PGRow] {
         if batch.active {
             try batch.flush(self)
@@ -62,6 +63,7 @@ public struct PostgresTransaction: StoreTransaction {
     }
 
     /// Runs a prepared statement now, whatever the batch holds.
+    @discardableResult
     func sendPrepared<Text: PreparedText>(_ text: Text.Type, arguments args: [any PGArgument]) throws -> [PGRow] {
         let statement = PreparedStatement<Text>(bindings: try bindings(args))
         let connection = self.connection, logger = self.logger
