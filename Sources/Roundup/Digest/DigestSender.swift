@@ -70,7 +70,10 @@ public final class DigestSender: Sendable {
             var keep: [Int64] = []
             var notes: [NewDigestEvent] = []
             var cancelled = 0
-            for (d, _) in ready {
+            // In id order: an ingest batch share-locks its users' digests in that order, so
+            // neither can hold one digest while waiting for another the other holds (PostgreSQL
+            // would break that cycle after a second by failing one of them).
+            for (d, _) in ready.sorted(by: { $0.0.id < $1.0.id }) {
                 let policy = cfg.digest.policy(forProfile: d.profile)
                 if confirmedOnline.contains(d.imUserID) && policy.cancelOnOnline {
                     if try lifecycle.cancelOnline(tx, digest: d.id, from: d.state, note: "presence confirmed online (\(via)); nothing sent") {
