@@ -7,23 +7,23 @@ protocol PGArgument {
 }
 
 extension String: PGArgument {
-    func bind(into binds: inout PostgresBindings) throws { try binds.append(self) }
+    func bind(into binds: inout PostgresBindings) throws { binds.append(self) }
 }
 
 extension Int64: PGArgument {
-    func bind(into binds: inout PostgresBindings) throws { try binds.append(self) }
+    func bind(into binds: inout PostgresBindings) throws { binds.append(self) }
 }
 
 extension Int: PGArgument {
-    func bind(into binds: inout PostgresBindings) throws { try binds.append(Int64(self)) }
+    func bind(into binds: inout PostgresBindings) throws { binds.append(Int64(self)) }
 }
 
 extension Double: PGArgument {
-    func bind(into binds: inout PostgresBindings) throws { try binds.append(self) }
+    func bind(into binds: inout PostgresBindings) throws { binds.append(self) }
 }
 
 extension Bool: PGArgument {
-    func bind(into binds: inout PostgresBindings) throws { try binds.append(self) }
+    func bind(into binds: inout PostgresBindings) throws { binds.append(self) }
 }
 
 extension Optional: PGArgument where Wrapped: PGArgument {
