@@ -121,9 +121,11 @@ protocol PreparedText {
 }
 
 /// A prepared statement named after its text's type: PostgresNIO prepares it on a connection the
-/// first time it runs there and reuses it after.
+/// first time it runs there and reuses it after, by name alone. The name is the type's full path
+/// (`Roundup.PostgresBatch.Users`), so two texts whose types share a short name in different
+/// places never run each other's SQL.
 struct PreparedStatement<Text: PreparedText>: PostgresPreparedStatement {
-    static var name: String { "roundup.\(Text.self)" }
+    static var name: String { String(reflecting: Text.self) }
     static var sql: String { Text.sql }
     typealias Row = PostgresRow
     let bindings: PostgresBindings
