@@ -70,6 +70,33 @@ struct PostgresInstancesTests {
         #expect(try await b.claimDueDigests(now: t0 + 1, limit: 10).isEmpty)
     }
 
+    @Test("the fencing statement finds its digests by primary key, even in a generic plan on stale statistics")
+    func fenceByPrimaryKey() async throws {
+        // A long timeout: 2,000 digests take a while on a loaded machine, and the heartbeats
+        // registered at the start must still count at the end.
+        guard let (a, b) = try await Self.twoInstances(timeout: 600) else { return }
+        defer { a.postgres?.shutdown(); b.postgres?.shutdown() }
+        // A burst of digests the statistics have not seen yet (nothing has analysed the table),
+        // all claimed by A: the plainer text's generic plan combined the due and claimed indexes
+        // here and visited every one of them for each send batch.
+        try await Self.openDue(a, users: 2_000)
+        #expect(try await a.claimDueDigests(now: t0 + 1, limit: 2_000).count == 2_000)
+        let plan = try await a.write { tx in
+            let pg = try #require(tx as? PostgresTransaction)
+            try pg.run("SET LOCAL plan_cache_mode = force_generic_plan")
+            try pg.run("PREPARE fence_probe(text, float8, bigint[]) AS \(PostgresTransaction.SendRights.sql)")
+            defer { _ = try? pg.run("DEALLOCATE fence_probe") }
+            return try pg.run("EXPLAIN EXECUTE fence_probe('\(a.postgres!.lease.id)', 15, '{5,6,7}')").rows
+                .map { try $0.string("QUERY PLAN") }.joined(separator: "\n")
+        }
+        #expect(plan.contains("digests_pkey"), "\(plan)")
+        for other in ["digests_due", "digests_claimed", "digests_by_state"] { #expect(!plan.contains(other), "\(plan)") }
+        // And the statement still means what it did: A holds the rights, B none.
+        let ids = try await a.read { tx in try tx.digestIDs(in: .open) }
+        #expect(try await a.write { tx in try tx.holdsSendRight(ids[4]) })
+        #expect(try await b.write { tx in try tx.holdsSendRight(ids[4]) } == false)
+    }
+
     @Test("fencing: only the claimer with a live heartbeat may mark a digest sending")
     func fencing() async throws {
         guard let (a, b) = try await Self.twoInstances() else { return }

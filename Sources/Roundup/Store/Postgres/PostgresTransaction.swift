@@ -137,12 +137,22 @@ public struct PostgresTransaction: StoreTransaction {
         }
     }
 
+    /// The send right (SPEC §9's fence): the digest is open and claimed by this instance, whose
+    /// heartbeat is younger than half the timeout by the database's clock. The row lock holds it
+    /// until commit: every other writer of a digest row, and an ingest batch's share lock, waits
+    /// for it; only the foreign-key checks of log inserts (`FOR KEY SHARE`) do not.
+    ///
+    /// The digests are found by primary key alone. The heartbeat is a one-time check, not a
+    /// join, and the digest's own conditions are wrapped in `IS TRUE`, so no other index can
+    /// serve them: the generic plan of the plainer text, on statistics a burst of new digests
+    /// had made stale, combined the due and claimed indexes and visited every open digest this
+    /// instance claimed (2.7 ms a call with 20,000 of them, against 0.14 ms by key).
     enum SendRights: PreparedText {
         static let sql = """
-            SELECT d.id FROM digests d JOIN instances i ON i.id = d.claimed_by
-            WHERE d.id = ANY($3) AND d.state = 'open' AND d.claimed_by = $1
-              AND i.heartbeat_at > now() - make_interval(secs => $2 / 2)
-            ORDER BY d.id FOR UPDATE OF d
+            SELECT d.id FROM digests d
+            WHERE d.id = ANY($3) AND (d.state = 'open' AND d.claimed_by = $1) IS TRUE
+              AND EXISTS (SELECT 1 FROM instances i WHERE i.id = $1 AND i.heartbeat_at > now() - make_interval(secs => $2 / 2))
+            ORDER BY d.id FOR NO KEY UPDATE OF d
             """
     }
 
@@ -806,7 +816,7 @@ public struct PostgresTransaction: StoreTransaction {
                   AND NOT (d.id = ANY($5))
                   AND (d.claimed_by IS NULL OR d.claimed_by = $1 OR d.claimed_by NOT IN (\(Self.liveInstances)))
                 ORDER BY d.due_at, d.id LIMIT $4
-                FOR UPDATE OF d SKIP LOCKED
+                FOR NO KEY UPDATE OF d SKIP LOCKED
             ), taken AS (
                 UPDATE digests d SET claimed_by = $1 FROM picked
                 WHERE d.id = picked.id AND picked.claimed_by IS DISTINCT FROM $1
@@ -822,12 +832,7 @@ public struct PostgresTransaction: StoreTransaction {
 
     public func holdsSendRight(_ id: Int64) throws -> Bool {
         if let known = batch.sendRight(id) { return known }
-        return try one("""
-            SELECT d.id FROM digests d JOIN instances i ON i.id = d.claimed_by
-            WHERE d.id = $3 AND d.state = 'open' AND d.claimed_by = $1
-              AND i.heartbeat_at > now() - make_interval(secs => $2 / 2)
-            FOR UPDATE OF d
-            """, instance.id, instance.timeoutSeconds, id) != nil
+        return try !runPrepared(SendRights.self, instance.id, instance.timeoutSeconds, [id]).isEmpty
     }
 
     public func orphanedSends() throws -> [Int64] {

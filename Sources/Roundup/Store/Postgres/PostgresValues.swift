@@ -116,7 +116,7 @@ extension PSQLError: ExplainedStoreError {
 }
 
 /// The text of a statement run prepared (`PostgresTransaction.runPrepared`).
-protocol PreparedText {
+protocol PreparedText: SendableMetatype {
     static var sql: String { get }
 }
 
