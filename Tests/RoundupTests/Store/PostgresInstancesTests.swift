@@ -84,9 +84,11 @@ struct PostgresInstancesTests {
         let plan = try await a.write { tx in
             let pg = try #require(tx as? PostgresTransaction)
             try pg.run("SET LOCAL plan_cache_mode = force_generic_plan")
-            try pg.run("PREPARE fence_probe(text, float8, bigint[]) AS \(PostgresTransaction.SendRights.sql)")
+            let arity = PostgresTransaction.SendRights.arity
+            try pg.run("PREPARE fence_probe(text, float8, \(Array(repeating: "bigint", count: arity).joined(separator: ", "))) AS \(PostgresTransaction.SendRights.sql)")
             defer { _ = try? pg.run("DEALLOCATE fence_probe") }
-            return try pg.run("EXPLAIN EXECUTE fence_probe('\(a.postgres!.lease.id)', 15, '{5,6,7}')").rows
+            let ids = ([5, 6, 7] + Array(repeating: 7, count: arity - 3)).map(String.init).joined(separator: ", ")
+            return try pg.run("EXPLAIN EXECUTE fence_probe('\(a.postgres!.lease.id)', 15, \(ids))").rows
                 .map { try $0.string("QUERY PLAN") }.joined(separator: "\n")
         }
         #expect(plan.contains("digests_pkey"), "\(plan)")
@@ -95,6 +97,18 @@ struct PostgresInstancesTests {
         let ids = try await a.read { tx in try tx.digestIDs(in: .open) }
         #expect(try await a.write { tx in try tx.holdsSendRight(ids[4]) })
         #expect(try await b.write { tx in try tx.holdsSendRight(ids[4]) } == false)
+        // PostgreSQL plans it once per connection: after five runs with a plan for the values
+        // at hand, the generic plan costs no more and is kept (with an array of ids it was
+        // planned afresh on every run).
+        let plans = try await a.write { tx in
+            let pg = try #require(tx as? PostgresTransaction)
+            for id in ids.prefix(12) { #expect(try pg.holdsSendRight(id)) }
+            return try pg.run("""
+                SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%d.claimed_by = $1) IS TRUE%'
+                """).rows.map { (generic: try $0.int64("generic_plans"), custom: try $0.int64("custom_plans")) }
+        }
+        #expect(plans.count == 1)
+        #expect(plans.first.map { $0.custom <= 5 && $0.generic >= 7 } == true, "\(plans)")
     }
 
     @Test("fencing: only the claimer with a live heartbeat may mark a digest sending")

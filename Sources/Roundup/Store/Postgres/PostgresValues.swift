@@ -115,7 +115,10 @@ extension PSQLError: ExplainedStoreError {
     var explanation: String { PostgresStoreError(self).message }
 }
 
-/// The text of a statement run prepared (`PostgresTransaction.runPrepared`).
+/// The text of a statement run prepared (`PostgresTransaction.runPrepared`). After five runs
+/// PostgreSQL may keep one generic plan for it, made without the values, so a text must find its
+/// rows by key whatever its parameters and the table's statistics; a statement whose best plan
+/// depends on its values is sent unprepared instead.
 protocol PreparedText: SendableMetatype {
     static var sql: String { get }
 }
