@@ -152,10 +152,11 @@ public struct PostgresTransaction: StoreTransaction {
         return held
     }
 
-    /// The send right (SPEC §9's fence): the digest is open and claimed by this instance, whose
-    /// heartbeat is younger than half the timeout by the database's clock. The row lock holds it
-    /// until commit: every other writer of a digest row, and an ingest batch's share lock, waits
-    /// for it; only the foreign-key checks of log inserts (`FOR KEY SHARE`) do not.
+    /// The send right, the fence that keeps a stalled instance from sending what another took
+    /// over: the digest is open and claimed by this instance, whose heartbeat is younger than half
+    /// the timeout by the database's clock. The row lock holds it until commit: every other
+    /// writer of a digest row, and an ingest batch's share lock, waits for it; only the
+    /// foreign-key checks of log inserts (`FOR KEY SHARE`) do not.
     ///
     /// The digests are found by primary key alone. The heartbeat is a one-time check, not a
     /// join, and the digest's own conditions are wrapped in `IS TRUE`, so no other index can
