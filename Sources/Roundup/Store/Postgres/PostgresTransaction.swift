@@ -130,8 +130,9 @@ public struct PostgresTransaction: StoreTransaction {
         }
         let sends = hints.flatMap(\.sends)
         if !sends.isEmpty {
-            // Every send right of the batch in one statement, the rows locked in id order (as
-            // the ingest batch's share locks are), so neither can wait for the other in a cycle.
+            // Every send right of the batch at once (one statement per sixteen), the rows locked
+            // in id order (as the ingest batch's share locks are), so neither can wait for the
+            // other in a cycle.
             batch.sendRights(asked: sends, held: try takeSendRights(Set(sends), flushing: false))
         }
     }
