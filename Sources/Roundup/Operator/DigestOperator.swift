@@ -175,8 +175,8 @@ public struct DigestOperator: Sendable {
         var flushed: [DigestSummary] = []
         var lines: [String] = []
         let note = "flushed by the operator (roundup flush\(force ? " --force: quiet hours skipped" : ""))"
-        for user in targets {
-            switch try store.flushDigest(user: user, at: t.now, force: force, now: t.now, note: note) {
+        for (user, outcome) in zip(targets, try store.flushDigests(users: targets, at: t.now, force: force, now: t.now, note: note)) {
+            switch outcome {
             case .flushed(let d):
                 flushed.append(d)
                 var line = "flushed \(user) (digest #\(d.id), \(plural(d.messages, "message"))): due now"

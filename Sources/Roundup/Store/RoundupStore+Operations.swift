@@ -170,17 +170,32 @@ extension RoundupStore {
     /// Makes the user's open digest due at `at` (normally now) with a flush request, in one
     /// transaction; a held digest is reported, not changed.
     public func flushDigest(user: String, at: Timestamp, force: Bool, now: Timestamp, note: String) throws -> FlushOutcome {
-        try write { tx in
-            if let d = try tx.activeDigest(for: user), d.state == .open,
-               try tx.requestFlush(d.id, at: at, force: force, now: now, note: note),
-               let summary = try tx.digestSummaries(.id(d.id), limit: nil).first {
-                return .flushed(summary)
-            }
-            if let summary = try tx.digestSummaries(.active(user: user), limit: nil).first, summary.state == .held {
-                return .held(summary)
-            }
-            return .noDigest
+        try write { tx in try Self.flushDigest(tx, user: user, at: at, force: force, now: now, note: note) }
+    }
+
+    /// `flushDigest` for each user in turn, a few hundred users to a transaction (`roundup flush
+    /// --all` on a large backlog takes one commit per chunk, not one per user).
+    public func flushDigests(users: [String], at: Timestamp, force: Bool, now: Timestamp, note: String) throws -> [FlushOutcome] {
+        var outcomes: [FlushOutcome] = []
+        for start in stride(from: 0, to: users.count, by: 500) {
+            let chunk = users[start..<min(start + 500, users.count)]
+            outcomes += try write { tx in try chunk.map { try Self.flushDigest(tx, user: $0, at: at, force: force, now: now, note: note) } }
         }
+        return outcomes
+    }
+
+    private static func flushDigest(_ tx: any StoreTransaction, user: String, at: Timestamp, force: Bool, now: Timestamp, note: String) throws
+        -> FlushOutcome
+    {
+        if let d = try tx.activeDigest(for: user), d.state == .open,
+           try tx.requestFlush(d.id, at: at, force: force, now: now, note: note),
+           let summary = try tx.digestSummaries(.id(d.id), limit: nil).first {
+            return .flushed(summary)
+        }
+        if let summary = try tx.digestSummaries(.active(user: user), limit: nil).first, summary.state == .held {
+            return .held(summary)
+        }
+        return .noDigest
     }
 
     // MARK: the send path
