@@ -7,8 +7,11 @@ import Testing
 /// judged by the database's clock.
 @Suite("PostgreSQL: several instances")
 struct PostgresInstancesTests {
-    /// Two instances on one fresh database, each registered with a live heartbeat.
-    static func twoInstances(timeout: Double = 15) async throws -> (a: RoundupStore, b: RoundupStore)? {
+    /// Two instances on one fresh database, each registered with a live heartbeat. The timeout
+    /// is long: a test judges heartbeats it backdates itself, never how fast a loaded machine
+    /// gets from one statement to the next (an instance whose heartbeat is older than half the
+    /// timeout may not send, and a full parallel test run can stall a test for seconds).
+    static func twoInstances(timeout: Double = 3_600) async throws -> (a: RoundupStore, b: RoundupStore)? {
         guard let (a, _, _) = try await EngineUnderTest.postgresql.makeStore(instanceTimeout: timeout) else { return nil }
         let b = try EngineUnderTest.postgresql.reopen(a, instanceTimeout: timeout)
         for s in [a, b] {
@@ -124,15 +127,15 @@ struct PostgresInstancesTests {
 
     @Test("a stalled instance is taken for dead: another takes over its claims, its sends become in_doubt, and it can send nothing it lost")
     func deadInstance() async throws {
-        guard let (a, b) = try await Self.twoInstances(timeout: 10) else { return }
+        guard let (a, b) = try await Self.twoInstances() else { return }
         defer { a.postgres?.shutdown(); b.postgres?.shutdown() }
         try await Self.openDue(a, users: 2)
         let claimed = try await a.claimDueDigests(now: t0 + 1, limit: 2).map(\.id)
-        #expect(claimed.count == 2)
+        try #require(claimed.count == 2)
         #expect(try await a.write { tx in try tx.markSending(claimed[0], template: "T", body: "{}", now: t0) })
         // A stops renewing its heartbeat (as a SIGSTOPped process would); B keeps renewing. Wait
         // past the timeout by the database's clock.
-        try await a.write { tx in try (tx as? PostgresTransaction)?.run("UPDATE instances SET heartbeat_at = now() - interval '11 seconds' WHERE id = $1", a.postgres!.lease.id) }
+        try await a.write { tx in try (tx as? PostgresTransaction)?.run("UPDATE instances SET heartbeat_at = now() - interval '3601 seconds' WHERE id = $1", a.postgres!.lease.id) }
         // B renews its own heartbeat (its InstanceHeartbeat would, every timeout/5).
         try await b.write { tx in try (tx as? PostgresTransaction)?.heartbeat(host: "test", pid: 2, version: RoundupVersion.current, fingerprint: "f") }
         let reaped = try await b.recoverInterruptedSendsAsync(now: t0 + 5)

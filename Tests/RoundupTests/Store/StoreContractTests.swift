@@ -10,8 +10,9 @@ enum EngineUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendabl
 
     var testDescription: String { rawValue }
 
-    /// A new, empty store, and how to remove it.
-    func makeStore(instanceTimeout: Double = 15, poolSize: Int = 4) async throws -> (store: RoundupStore, lease: InstanceLease?, remove: @Sendable () -> Void)? {
+    /// A new, empty store, and how to remove it. On PostgreSQL its heartbeat lives an hour unless
+    /// a test says otherwise, so that a loaded machine cannot fence its sends in the middle of a test.
+    func makeStore(instanceTimeout: Double = 3_600, poolSize: Int = 4) async throws -> (store: RoundupStore, lease: InstanceLease?, remove: @Sendable () -> Void)? {
         switch self {
         case .sqlite:
             let temp = try TempStore()
@@ -34,7 +35,7 @@ enum EngineUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendabl
     }
 
     /// A second store on the same database (another connection pool, another instance).
-    func reopen(_ store: RoundupStore, instanceTimeout: Double = 15) throws -> RoundupStore {
+    func reopen(_ store: RoundupStore, instanceTimeout: Double = 3_600) throws -> RoundupStore {
         if let path = store.path { return try RoundupStore.open(path: path) }
         guard let engine = store.postgres else { throw StoreError.cannotOpen(path: "?", reason: "no engine") }
         return RoundupStore(engine: try PostgresEngine.open(
