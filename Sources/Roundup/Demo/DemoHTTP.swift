@@ -41,6 +41,29 @@ struct DemoHTTPClient: Sendable {
     }
 }
 
+extension DemoHTTPClient {
+    /// Posts a callback as Tencent IM does: signed with the callback `token` at `now`; anything
+    /// other than 200 is an error.
+    func imCallback(_ command: String, _ body: JSONValue, sdkAppID: UInt32, token: String, now: Date) async throws {
+        let time = String(Int64(now.timeIntervalSince1970.rounded(.down)))
+        let sign = IMCallbackSignature.sign(token: token, requestTime: time)
+        let query = "SdkAppid=\(sdkAppID)&CallbackCommand=\(command)&contenttype=json&ClientIP=127.0.0.1&OptPlatform=Android"
+            + "&Sign=\(sign)&RequestTime=\(time)"
+        try await expectOK("/im/callback?" + query, json: body)
+    }
+
+    /// A text C2C message from `from` to `to`, as IM's `C2C.CallbackAfterSendMsg` reports it.
+    static func c2cBody(from: String, to: String, key: String, seq: Int64, text: String, now: Date) -> JSONValue {
+        .object([
+            ("CallbackCommand", .string("C2C.CallbackAfterSendMsg")), ("From_Account", .string(from)), ("To_Account", .string(to)),
+            ("MsgSeq", .int(seq)), ("MsgRandom", .int(seq * 7919 % 1_000_003)), ("MsgTime", .int(Int64(now.timeIntervalSince1970.rounded(.down)))),
+            ("MsgKey", .string(key)), ("OnlineOnlyFlag", .int(0)), ("SendMsgResult", .int(0)),
+            ("ErrorInfo", .string("send msg succeed")),
+            ("MsgBody", .array([.object([("MsgType", .string("TIMTextElem")), ("MsgContent", .object([("Text", .string(text))]))])])),
+        ])
+    }
+}
+
 /// Why the demo stopped.
 public enum DemoError: Error, Equatable, CustomStringConvertible {
     /// The service answered a request with something other than 200.

@@ -205,13 +205,8 @@ struct DemoReplay {
             }
             say("\(name(user)) \(action == "Login" ? "opened the app" : "left the app") (\(action))")
         case .c2c(let from, let to, let text, let key):
-            try await callback("C2C.CallbackAfterSendMsg", .object([
-                ("CallbackCommand", .string("C2C.CallbackAfterSendMsg")), ("From_Account", .string(from)), ("To_Account", .string(to)),
-                ("MsgSeq", .int(Int64(event.line))), ("MsgRandom", .int(Int64(event.line) * 7919 % 1_000_003)), ("MsgTime", .int(seconds)),
-                ("MsgKey", .string(key ?? "demo-\(event.line)")), ("OnlineOnlyFlag", .int(0)), ("SendMsgResult", .int(0)),
-                ("ErrorInfo", .string("send msg succeed")),
-                ("MsgBody", .array([.object([("MsgType", .string("TIMTextElem")), ("MsgContent", .object([("Text", .string(text))]))])])),
-            ]))
+            try await callback("C2C.CallbackAfterSendMsg", DemoHTTPClient.c2cBody(
+                from: from, to: to, key: key ?? "demo-\(event.line)", seq: Int64(event.line), text: text, now: now))
             // A sender is in the app; the fake IM reports what real IM would.
             await im.state.setStatus(.online, for: [from])
             let presence = runtime.presence.state(of: to) == .online ? "online" : "offline"
@@ -259,11 +254,7 @@ struct DemoReplay {
 
     /// Posts a callback as Tencent IM does: signed with the callback token at the clock's time.
     private func callback(_ command: String, _ body: JSONValue) async throws {
-        let time = String(Int64(runner.clock.now.timeIntervalSince1970.rounded(.down)))
-        let sign = IMCallbackSignature.sign(token: DemoRunner.callbackToken, requestTime: time)
-        let query = "SdkAppid=\(im.sdkAppID)&CallbackCommand=\(command)&contenttype=json&ClientIP=127.0.0.1&OptPlatform=Android"
-            + "&Sign=\(sign)&RequestTime=\(time)"
-        try await http.expectOK("/im/callback?" + query, json: body)
+        try await http.imCallback(command, body, sdkAppID: im.sdkAppID, token: DemoRunner.callbackToken, now: runner.clock.now)
     }
 
     /// Message text cut to fit a progress line.

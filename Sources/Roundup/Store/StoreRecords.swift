@@ -294,6 +294,15 @@ public struct PendingGroupMessage: Sendable, Equatable {
     public var urgent: Bool
 }
 
+/// A digest with the instance that claimed it (PostgreSQL): who holds, sends or sent it.
+public struct ClaimedDigest: Sendable, Equatable {
+    public var id: Int64
+    public var imUserID: String
+    public var state: DigestState
+    /// The claiming instance's id, as `roundup instances` lists it.
+    public var instanceID: String
+}
+
 /// A live `roundup serve` sharing a PostgreSQL database (`roundup instances`).
 public struct InstanceRow: Sendable, Equatable {
     public var id: String

@@ -60,4 +60,9 @@ public struct InstanceHeartbeat: Service {
     public static func liveInstances(_ store: RoundupStore) async throws -> [InstanceRow] {
         try await store.read { tx in try (tx as? PostgresTransaction)?.liveInstances() ?? [] }
     }
+
+    /// Every digest an instance has claimed, with its claimer (empty on SQLite).
+    public static func claimedDigests(_ store: RoundupStore) async throws -> [ClaimedDigest] {
+        try await store.read { tx in try (tx as? PostgresTransaction)?.claimedDigests() ?? [] }
+    }
 }

@@ -929,6 +929,15 @@ public struct PostgresTransaction: StoreTransaction {
         }
     }
 
+    /// Every digest some instance has claimed, oldest first: the claim stays on a digest after it
+    /// is sent, so this also says which instance sent what.
+    func claimedDigests() throws -> [ClaimedDigest] {
+        try run("SELECT id, im_user_id, state, claimed_by FROM digests WHERE claimed_by IS NOT NULL ORDER BY id").rows.map { r in
+            ClaimedDigest(id: try r.int64("id"), imUserID: try r.string("im_user_id"),
+                          state: DigestState(rawValue: try r.string("state")) ?? .open, instanceID: try r.string("claimed_by"))
+        }
+    }
+
     // MARK: group messages
 
     public func insertGroupMessage(_ g: NewGroupMessage) throws -> Int64? {
