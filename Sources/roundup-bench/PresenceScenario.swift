@@ -3,7 +3,8 @@ import Logging
 import Roundup
 
 /// `presence`: the in-memory presence map filled with a million users (resident memory per
-/// user, events/s straight on the map from one and two threads), then `State.StateChange`
+/// user, events/s straight on the map from one and two threads), the SQLite writer's cache after
+/// messages to as many users (resident memory at its bound), then `State.StateChange`
 /// callbacks/s through the real HTTP endpoint.
 struct PresenceScenario {
     var users: Int
@@ -30,6 +31,16 @@ struct PresenceScenario {
         report.add(n, "map: events/s, 2 threads", direct.twoThreads, .perSecond)
         report.check(n, "map: users counted online + offline", direct.counted, expected: users,
                      failure: "the map counts \(direct.counted) users online or offline, not \(users)")
+
+        progress("presence: the SQLite writer's cache after messages to \(users) users")
+        let beforeCache = residentBytes()
+        let sample = WriterCacheSample()
+        let held = sample.fill(users: users, id: BenchIDs.parent)
+        if let b = beforeCache, let a = residentBytes() {
+            report.add(n, "SQLite writer cache after \(users) users: resident memory (\(held.users) users, \(held.activeDigests) digests held)",
+                       Double(a - b) / 1_048_576, .megabytes)
+        }
+        withExtendedLifetime(sample) {}
 
         let httpUsers = self.httpUsers, connections = self.connections, duration = self.duration
         let http = try await BenchWorld.with(logger: logger) { world in

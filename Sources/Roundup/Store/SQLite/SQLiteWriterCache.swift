@@ -134,3 +134,26 @@ final class SQLiteWriterCache: Sendable {
     /// Entries held now, for tests and the bench.
     var counts: (users: Int, activeDigests: Int) { state.withLock { ($0.users.count, $0.active.count) } }
 }
+
+/// The writer's cache outside a database, for `roundup-bench`: filled as ingest fills it, to
+/// measure what it holds and costs at a given number of users.
+public struct WriterCacheSample: Sendable {
+    private let cache = SQLiteWriterCache()
+
+    public init() {}
+
+    /// Caches, for each of `users` users, its row (the id `id(i)`, a 28-character openid and a
+    /// name) and an open digest, as a message to each would; returns the entries held after.
+    @discardableResult
+    public func fill(users: Int, id: (Int) -> String) -> (users: Int, activeDigests: Int) {
+        let now = Timestamp(milliseconds: 1_700_000_000_000)
+        for i in 0..<users {
+            let user = id(i)
+            let openid = "o" + String(repeating: "x", count: 27 - String(i).count) + String(i)
+            cache.remember(user: user, User(imUserID: user, openid: openid, name: "家长\(i)", createdAt: now, updatedAt: now))
+            cache.remember(activeDigestOf: user, ActiveDigest(
+                id: Int64(i + 1), state: .open, reason: nil, windowStartAt: now, lastMessageAt: now, dueAt: now, urgent: false, pendingCount: 1))
+        }
+        return cache.counts
+    }
+}
