@@ -76,6 +76,54 @@ struct ClusterDemoTests {
         #expect(left.stdout.split(separator: "\n") == ["keep_me"], "the demo changed the database it refused: \(left.stdout) \(left.stderr)")
     }
 
+    @Test("Ctrl-C during roundup demo --postgres takes its two serve processes with it")
+    func interruptStopsTheInstances() async throws {
+        guard let url = try await PostgresTestServer.freshDatabaseURL() else {
+            print("skipped: \(PostgresTestServer.skipReason ?? "no PostgreSQL server")")
+            return
+        }
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let log = dir.appendingPathComponent("demo.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let demo = Process()
+        demo.executableURL = TestSupport.roundupBinary
+        demo.arguments = ["demo", "--postgres", url]
+        demo.currentDirectoryURL = dir
+        demo.environment = ["PATH": "/usr/bin:/bin", "HOME": dir.path]
+        let handle = try FileHandle(forWritingTo: log)
+        demo.standardOutput = handle
+        demo.standardError = handle
+        demo.standardInput = FileHandle.nullDevice
+        try demo.run()
+        try? handle.close()
+        defer { if demo.isRunning { kill(demo.processIdentifier, SIGKILL) } }
+
+        // Step 3 names the two serve processes by pid.
+        var pids: [Int32] = []
+        _ = try await poll(timeout: 120) {
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            guard let line = text.split(separator: "\n").first(where: { $0.contains("3. two roundup serve processes") }) else { return false }
+            pids = line.matches(of: /pid (\d+)/).compactMap { Int32($0.output.1) }
+            return true
+        }
+        try #require(pids.count == 2, "the demo never said which serve processes it started: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+        kill(demo.processIdentifier, SIGINT)
+        _ = try await poll(timeout: 30) { !demo.isRunning }
+        #expect(!demo.isRunning, "the demo did not exit on SIGINT")
+        if !demo.isRunning { #expect(demo.terminationStatus == 128 + SIGINT, "exit status \(demo.terminationStatus)") }
+        // Gone, or a zombie waiting for init to reap it: either way no longer running.
+        func running(_ pid: Int32) -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let state = stat.split(separator: ")").last?.split(separator: " ").first else { return false }
+            return state != "Z" && state != "X"
+        }
+        let stopped = try await poll(timeout: 10) { pids.allSatisfy { !running($0) } }
+        #expect(stopped, "serve processes \(pids.filter(running)) outlived the interrupted demo")
+        for pid in pids where running(pid) { kill(pid, SIGKILL) }
+        await PostgresTestServer.dropDatabase(url)
+    }
+
     @Test("roundup demo --postgres with a URL that is not PostgreSQL's exits 2 naming the option")
     func badURL() async throws {
         let dir = try TestSupport.temporaryDirectory()
