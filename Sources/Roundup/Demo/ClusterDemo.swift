@@ -124,13 +124,6 @@ struct ClusterDemoRun {
     private static func openid(of user: String) -> String { "o_" + user }
 
     private mutating func steps() async throws -> ClusterDemoSummary {
-        // 1. SQLite.
-        let sqlitePath = dir.appendingPathComponent("roundup.sqlite").path
-        try await sqliteInstance(path: sqlitePath)
-        say("1. one instance on SQLite: \(ClusterDemo.users) parents bound with a subscription each; "
-            + "\(ClusterDemo.usersBeforeMove) of them got a message, so \(ClusterDemo.usersBeforeMove) digests are open; the instance stopped")
-
-        // 2. The move.
         var settings = StorageSettings()
         settings.url = try PostgresURL(parsing: demo.url)
         settings.poolSize = 2
@@ -138,6 +131,20 @@ struct ClusterDemoRun {
         settings.instanceTimeout = .seconds(Int64(ClusterDemo.instanceTimeout))
         let store = try RoundupStore.open(settings)
         defer { store.postgres?.shutdown() }
+        // Refused now, not after the SQLite step: the copy needs an empty database.
+        do {
+            try await StorageCopy.requireEmptyTarget(store)
+        } catch let error as StorageCopyError {
+            throw ClusterDemoError.copyRefused(error.description)
+        }
+
+        // 1. SQLite.
+        let sqlitePath = dir.appendingPathComponent("roundup.sqlite").path
+        try await sqliteInstance(path: sqlitePath)
+        say("1. one instance on SQLite: \(ClusterDemo.users) parents bound with a subscription each; "
+            + "\(ClusterDemo.usersBeforeMove) of them got a message, so \(ClusterDemo.usersBeforeMove) digests are open; the instance stopped")
+
+        // 2. The move.
         let copy: StorageCopyResult
         do {
             copy = try await StorageCopy.run(from: try SQLiteCopySource.open(path: sqlitePath), to: store, now: Timestamp(Date()))

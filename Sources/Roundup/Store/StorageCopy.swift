@@ -35,6 +35,15 @@ public enum StorageCopy {
         }
     }
 
+    /// Refuses a target that holds rows in any Roundup table, as `run` would, without writing:
+    /// for a caller that has work to do before the copy.
+    public static func requireEmptyTarget(_ store: RoundupStore) async throws {
+        guard let postgres = store.postgres else { throw StorageCopyError.targetNotPostgreSQL }
+        let location = postgres.location
+        let occupied = try await store.read { any in try (any as? PostgresTransaction)?.tablesWithRows() ?? [] }
+        guard occupied.isEmpty else { throw StorageCopyError.targetNotEmpty(location: location, tables: occupied) }
+    }
+
     /// The copy inside the target's transaction; throwing rolls every change back.
     static func copy(from source: SQLiteCopySource, into tx: PostgresTransaction, location: String, now: Timestamp) throws -> StorageCopyResult {
         try tx.lockForCopy()

@@ -8,8 +8,10 @@ import Glibc
 @testable import Roundup
 
 /// `roundup demo --postgres URL`, run as a newcomer runs it: the command as a subprocess, which
-/// starts its own two `roundup serve` processes on a fresh database and kills one of them.
-@Suite("Demo on PostgreSQL")
+/// starts its own two `roundup serve` processes on a fresh database and kills one of them. One
+/// test at a time: each demo is three busy processes, and several at once beside the rest of the
+/// suite slowed unrelated tests past their client timeouts.
+@Suite("Demo on PostgreSQL", .serialized)
 struct ClusterDemoTests {
     @Test("roundup demo --postgres moves SQLite over, kills an instance mid-flush, and every check it prints holds")
     func killsOneAndLosesNothing() async throws {
@@ -52,7 +54,7 @@ struct ClusterDemoTests {
         }
     }
 
-    @Test("roundup demo --postgres refuses a database that is not empty, saying so, and leaves it as it was")
+    @Test("roundup demo --postgres refuses a database that is not empty before it starts, saying so, and leaves it as it was")
     func refusesANonEmptyDatabase() async throws {
         guard let url = try await PostgresTestServer.freshDatabaseURL() else {
             print("skipped: \(PostgresTestServer.skipReason ?? "no PostgreSQL server")")
@@ -73,6 +75,7 @@ struct ClusterDemoTests {
         #expect(result.status == 1, "exit \(result.status): \(result.stderr)")
         #expect(result.stderr.contains("already holds Roundup data") && result.stderr.contains("needs an empty database"), "\(result.stderr)")
         #expect(!result.stderr.contains("\n    at "), "a stack trace: \(result.stderr)")
+        #expect(!result.stdout.contains("1. one instance on SQLite"), "the demo ran its first step before refusing: \(result.stdout)")
         #expect(left.stdout.split(separator: "\n") == ["keep_me"], "the demo changed the database it refused: \(left.stdout) \(left.stderr)")
     }
 
