@@ -37,11 +37,7 @@ struct DemoCommand: AsyncParsableCommand {
         } catch let error as DemoTraceError {
             throw OperatorFailure("Cannot replay \(trace ?? "the built-in trace"): \(error).")
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .warning
-            return handler
-        }
+        Self.logWarningsToStandardError()
         let json = self.json
         let progress = json ? FileHandle.standardError : FileHandle.standardOutput
         let out = FileHandle.standardOutput
@@ -75,11 +71,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     /// `--postgres`: the cluster demo, with the `roundup` program running now as each instance.
     private func runCluster(url: String) async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .warning
-            return handler
-        }
+        Self.logWarningsToStandardError()
         let progress = json ? FileHandle.standardError : FileHandle.standardOutput
         let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
         let demo: ClusterDemo
@@ -102,5 +94,14 @@ struct DemoCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data(("\n" + summary.text).utf8))
         }
         guard summary.ok else { throw OperatorFailure("A check of the demo failed (marked ✗ above).") }
+    }
+
+    /// Both demos log warnings and errors only, to stderr: stdout is the demo's own output.
+    private static func logWarningsToStandardError() {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .warning
+            return handler
+        }
     }
 }
