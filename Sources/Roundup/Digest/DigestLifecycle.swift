@@ -87,6 +87,16 @@ public struct DigestLifecycle: Sendable {
                                 note: note ?? "the user came online; \(digest.pendingCount) message(s) seen in the app")
     }
 
+    /// Whether a Login (`online`) or Logout/Disconnect would change nothing durable, decided
+    /// without a transaction: a Logout of a user already offline (their messages joined a digest
+    /// when they went offline or as they arrived), a Login with no open or held digest to cancel,
+    /// a Logout with no message outside a digest to join or drop. Facts not known: it may.
+    public static func presenceChangesNothing(online: Bool, wasOffline: Bool, facts: WriterFacts?) -> Bool {
+        if !online && wasOffline { return true }
+        guard let facts else { return false }
+        return online ? facts.activeDigest == false : facts.unjoinedMessages == false
+    }
+
     /// Cancels one digest because its user is online (a Login, or presence confirmed before sending).
     public func cancelOnline(_ tx: StoreTransaction, digest: Int64, from state: DigestState, note: String) throws -> Bool {
         guard try tx.moveDigest(digest, from: state, to: .cancelled, reason: .userOnline, now: now, note: note) else { return false }

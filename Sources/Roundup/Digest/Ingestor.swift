@@ -135,13 +135,19 @@ public final class Ingestor: Sendable {
     func presenceEvent(user: String, online: Bool, eventTime: Int64) async -> IngestOutcome {
         let change = presence.apply(user: user, online: online, eventTime: eventTime)
         guard change.applied else { return .skipped("older than the last event for this user") }
+        // The facts are read after the change is in the map, so any transaction that could
+        // still make them untrue sees the change (and the writer is idle, so none is running).
+        if DigestLifecycle.presenceChangesNothing(online: online, wasOffline: change.previous == .offline,
+                                                  facts: committer.idleFacts(user: user)) {
+            return .applied
+        }
         let cfg = config.snapshot
         let now = clock.timestamp
         return await commit(WriteHints(users: [user])) { tx in
             let lifecycle = DigestLifecycle(config: cfg, now: now)
             if online {
                 try lifecycle.cameOnline(tx, user: user)
-            } else if change.previous != .offline {
+            } else {
                 try lifecycle.wentOffline(tx, user: user)
             }
             return .applied

@@ -52,6 +52,17 @@ public final class GroupCommitter: Sendable {
     /// Jobs waiting to be committed (abandoned ones may be counted until the next pruning).
     public var queuedJobs: Int { queue.withLock { $0.jobs.count } }
 
+    /// What the store's writer knows of `user` (`StoreEngine.idleWriterFacts`), only while no job
+    /// is queued or committing and no write transaction runs: a change made before this call (a
+    /// presence change) is then seen by every transaction that starts after it, and nothing the
+    /// facts do not show is on its way. Nil otherwise.
+    public func idleFacts(user: String) -> WriterFacts? {
+        queue.withLock { q in
+            guard q.jobs.isEmpty, q.batches == 0 else { return nil }
+            return store.engine.idleWriterFacts(user: user)
+        }
+    }
+
     /// Runs `work` in a shared write transaction and returns once it is committed; throws
     /// `CommitError.timedOut` when that takes longer than `timeout`, `CommitError.overloaded`
     /// when the queue is full, or the work's own error.

@@ -19,6 +19,28 @@ public protocol StoreEngine: Sendable {
     func isHealthy() async -> Bool
     /// A short name for logs and `roundup check`: `sqlite` or `postgresql`.
     var kind: StorageKind { get }
+    /// What the engine's writer knows about a user while no write transaction runs, without
+    /// starting one; nil while one runs, or when the engine keeps no such facts.
+    func idleWriterFacts(user: String) -> WriterFacts?
+}
+
+extension StoreEngine {
+    public func idleWriterFacts(user: String) -> WriterFacts? { nil }
+}
+
+/// Facts about one user's rows that the writer keeps in memory, each nil when not known. They
+/// are true of the last committed write transaction of this process; another process's commit
+/// since then (the CLI) may have changed them, which a caller may treat as having come later.
+public struct WriterFacts: Sendable, Equatable {
+    /// The user has an open or held digest.
+    public var activeDigest: Bool?
+    /// The user has pending messages not joined to any digest.
+    public var unjoinedMessages: Bool?
+
+    public init(activeDigest: Bool? = nil, unjoinedMessages: Bool? = nil) {
+        self.activeDigest = activeDigest
+        self.unjoinedMessages = unjoinedMessages
+    }
 }
 
 /// Runs a body in one transaction: commits when it returns, rolls back and rethrows when it throws.

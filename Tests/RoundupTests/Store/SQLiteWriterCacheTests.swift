@@ -112,4 +112,45 @@ struct SQLiteWriterCacheTests {
         try cli.write { tx in try tx.addTombstone(msgKey: "k2", to: "u1", expiresAt: t0 + 1_000) }
         #expect(try store.write { tx in try tx.isTombstoned(msgKey: "k2", now: t0) } == true)
     }
+
+    @Test("a presence change's facts: known only between transactions, and a stored message makes 'nothing unjoined' unknown")
+    func idleFacts() throws {
+        let temp = try TempStore()
+        defer { temp.remove() }
+        let store = temp.store
+        let engine = try #require(store.sqlite)
+        #expect(engine.idleWriterFacts(user: "u1") == WriterFacts(), "nothing is known before anything was read")
+        let (digest, unjoined, during) = try store.write { tx in
+            (try tx.activeDigest(for: "u1"), try tx.unjoinedMessages(recipient: "u1"), engine.idleWriterFacts(user: "u1"))
+        }
+        #expect(digest == nil && unjoined.isEmpty)
+        #expect(during == nil, "facts were given out while a write transaction ran")
+        #expect(engine.idleWriterFacts(user: "u1") == WriterFacts(activeDigest: false, unjoinedMessages: false))
+        try store.write { tx in
+            _ = try tx.insertMessage(NewMessage(msgKey: "k1", recipient: "u1", sender: "t", msgTime: 1, receivedAt: t0, summary: "x"))
+        }
+        #expect(engine.idleWriterFacts(user: "u1")?.unjoinedMessages == nil, "a message stored outside a digest left 'none unjoined'")
+        #expect(try store.write { tx in try tx.unjoinedMessages(recipient: "u1").count } == 1)
+        #expect(engine.idleWriterFacts(user: "u1")?.unjoinedMessages == nil)
+        _ = try store.write { tx in try tx.insertDigest(for: "u1", windowStart: t0, dueAt: t0, now: t0) }
+        #expect(engine.idleWriterFacts(user: "u1")?.activeDigest != false, "a new digest left 'no active digest'")
+
+        // Another connection's commit is seen by the next transaction, which drops everything.
+        #expect(try store.write { tx in try tx.activeDigest(for: "u2") } == nil)
+        #expect(engine.idleWriterFacts(user: "u2")?.activeDigest == false)
+        let cli = try RoundupStore.open(path: temp.path)
+        _ = try cli.write { tx in try tx.insertDigest(for: "u2", windowStart: t0, dueAt: t0, now: t0) }
+        try store.write { _ in }
+        #expect(engine.idleWriterFacts(user: "u2")?.activeDigest == nil)
+
+        // A transaction that rolled back leaves nothing known.
+        struct Undo: Error {}
+        #expect(throws: Undo.self) {
+            try store.write { tx in
+                _ = try tx.activeDigest(for: "u3")
+                throw Undo()
+            }
+        }
+        #expect(engine.idleWriterFacts(user: "u3") == nil)
+    }
 }

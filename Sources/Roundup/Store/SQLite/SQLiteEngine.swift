@@ -50,6 +50,8 @@ public final class SQLiteEngine: StoreEngine {
     /// One write transaction on the writer connection, with the writer's cache: checked against
     /// other connections' commits first, and dropped when the transaction does not commit.
     private func writeTransaction<T>(_ db: Database, _ body: (any StoreTransaction) throws -> T) throws -> T {
+        cache.enter()
+        defer { cache.leave() }
         var value: T?
         do {
             try db.inTransaction {
@@ -64,6 +66,8 @@ public final class SQLiteEngine: StoreEngine {
         cache.didCommit()
         return value!
     }
+
+    public func idleWriterFacts(user: String) -> WriterFacts? { cache.idleFacts(user: user) }
 
     public func isHealthy() async -> Bool {
         (try? await writer.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1

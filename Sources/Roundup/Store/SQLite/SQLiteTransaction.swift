@@ -43,6 +43,8 @@ public struct SQLiteTransaction: StoreTransaction {
 
     /// Inserts a C2C message unless its `MsgKey` is stored already; returns the new row id.
     public func insertMessage(_ m: NewMessage, senderNameCard: String?, groupMessageID: Int64?) throws -> Int64? {
+        // Stored outside any digest until it joins one.
+        cache?.insertedMessage(to: m.recipient)
         if let groupMessageID {
             // Group copies are keyed by (group message, recipient); they carry no MsgKey.
             try db.executeCached(
@@ -77,7 +79,7 @@ public struct SQLiteTransaction: StoreTransaction {
 
     /// Pending messages of a recipient not joined to any digest, oldest first.
     public func unjoinedMessages(recipient: String) throws -> [PendingMessageRef] {
-        try Row.cachedAll(
+        let found = try Row.cachedAll(
             db,
             sql: """
                 SELECT id, recipient, digest_id, received_at, status FROM messages
@@ -85,6 +87,8 @@ public struct SQLiteTransaction: StoreTransaction {
                 """,
             arguments: [recipient]
         ).map(Self.ref)
+        if found.isEmpty { cache?.remember(noUnjoinedOf: recipient) }
+        return found
     }
 
     /// Pending C2C messages from `sender` to `recipient` sent at or before `msgTime` (a read report).

@@ -2,9 +2,11 @@ import GRDB
 import Synchronization
 
 /// What the ingest path reads for every message, kept in memory by the writer connection: each
-/// user's row, each user's open or held digest (with its pending count), and whether any recall
-/// tombstone exists. A C2C message then costs a message insert, its join and one digest update,
-/// instead of also reading the user, the digest and the tombstones.
+/// user's row, each user's open or held digest (with its pending count), the users known to have
+/// no message outside a digest, and whether any recall tombstone exists. A C2C message then costs
+/// a message insert, its join and one digest update, instead of also reading the user, the digest
+/// and the tombstones; a Login or Logout that would change nothing needs no transaction at all
+/// (`idleFacts`).
 ///
 /// The cache is a hint that stays right by three rules:
 /// - **Other writers.** `serve` is not the only writer: the CLI (`flush`, `cancel`, `retry`,
@@ -27,16 +29,21 @@ final class SQLiteWriterCache: Sendable {
         var users: [String: User?] = [:]
         var active: [String: ActiveDigest?] = [:]
         var userOfDigest: [Int64: String] = [:]
+        /// Users known to have no pending message outside a digest.
+        var noUnjoined: Set<String> = []
         /// Whether any row is in `recall_tombstones` (expired ones included); nil: not known.
         var anyTombstone: Bool?
         var dataVersion: Int64 = .min
         /// The last transaction that used the cache committed.
         var committed = true
+        /// A write transaction is running on the writer connection.
+        var writing = false
 
         mutating func clear() {
             users.removeAll(keepingCapacity: true)
             active.removeAll(keepingCapacity: true)
             userOfDigest.removeAll(keepingCapacity: true)
+            noUnjoined.removeAll(keepingCapacity: true)
             anyTombstone = nil
         }
     }
@@ -57,6 +64,25 @@ final class SQLiteWriterCache: Sendable {
 
     /// The transaction that began last committed: what it cached is true.
     func didCommit() { state.withLock { $0.committed = true } }
+
+    /// A write transaction starts on the writer connection (before `begin`, before any statement
+    /// or any of its work runs).
+    func enter() { state.withLock { $0.writing = true } }
+
+    /// The write transaction has committed or rolled back, and the cache says so.
+    func leave() { state.withLock { $0.writing = false } }
+
+    /// What the cache knows of `user`, only while no write transaction runs and the last one
+    /// committed: then nothing this process has not committed is in it, and a transaction that
+    /// starts later reads, after this call, whatever its caller changed before it (the same lock
+    /// orders both).
+    func idleFacts(user: String) -> WriterFacts? {
+        state.withLock { s -> WriterFacts? in
+            guard !s.writing, s.committed else { return nil }
+            let active: Bool? = s.active[user].map { $0 != nil }
+            return WriterFacts(activeDigest: active, unjoinedMessages: s.noUnjoined.contains(user) ? false : nil)
+        }
+    }
 
     /// Drops everything (a rollback, or a write whose effect on the cached facts is not tracked).
     func clear() { state.withLock { $0.clear() } }
@@ -124,6 +150,19 @@ final class SQLiteWriterCache: Sendable {
             s.active[user] = .some(d)
         }
     }
+
+    // MARK: unjoined messages
+
+    /// A read found no pending message of `user` outside a digest.
+    func remember(noUnjoinedOf user: String) {
+        state.withLock { s in
+            if s.noUnjoined.count >= Self.maxEntries { s.noUnjoined.removeAll(keepingCapacity: true) }
+            s.noUnjoined.insert(user)
+        }
+    }
+
+    /// A message to `user` was stored, outside a digest until it joins one.
+    func insertedMessage(to user: String) { state.withLock { _ = $0.noUnjoined.remove(user) } }
 
     // MARK: tombstones
 
