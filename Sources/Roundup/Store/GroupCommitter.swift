@@ -27,6 +27,7 @@ public final class GroupCommitter: Sendable {
     private let maxQueued: Int
     private let queue = Mutex(QueueState())
     private let transactions = Atomic<Int>(0)
+    private let deadlines = CommitDeadlines()
 
     /// Transactions committed so far (each holds one batch of jobs).
     public var committedTransactions: Int { transactions.load(ordering: .relaxed) }
@@ -51,6 +52,9 @@ public final class GroupCommitter: Sendable {
 
     /// Jobs waiting to be committed (abandoned ones may be counted until the next pruning).
     public var queuedJobs: Int { queue.withLock { $0.jobs.count } }
+
+    /// Deadlines kept for waiting callers (some of finished jobs, not yet dropped), for tests.
+    var trackedDeadlines: Int { deadlines.count }
 
     /// What the store's writer knows of `user` (`StoreEngine.idleWriterFacts`), only while no job
     /// is queued or committing and no write transaction runs: a change made before this call (a
@@ -89,7 +93,7 @@ public final class GroupCommitter: Sendable {
         }
         guard let schedule = admitted else { throw CommitError.overloaded }
         if schedule { scheduleBatch() }
-        switch await job.wait(timeout: timeout) {
+        switch await job.wait(timeout: timeout, deadlines: deadlines) {
         case .done: return try job.result()
         case .timeout: throw CommitError.timedOut
         }
@@ -177,6 +181,10 @@ private protocol CommitJob: AnyObject, Sendable {
     func run(_ tx: any StoreTransaction)
     func finish(_ failure: CommitError?)
     var isAbandoned: Bool { get }
+    /// Done or abandoned: its deadline no longer matters.
+    var isSettled: Bool { get }
+    /// The deadline passed before the job finished (see `TypedCommitJob.expire`).
+    func expire()
 }
 
 private enum Wake: Sendable, Equatable {
@@ -247,6 +255,15 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
 
     var isAbandoned: Bool { state.withLock { $0.phase == .abandoned } }
 
+    var isSettled: Bool {
+        state.withLock { s in
+            switch s.phase {
+            case .done, .abandoned: return true
+            case .queued, .running: return false
+            }
+        }
+    }
+
     func result() throws -> T {
         let r = state.withLock { $0.result }
         guard let r else { throw CommitError.failed("no result") }
@@ -274,17 +291,12 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
         return nil
     }
 
-    /// Waits until the job is committed (or failed), or `timeout` passes. The deadline is a
-    /// Dispatch timer, not a sleeping task, so it expires the job on time even when every thread
-    /// of the cooperative pool is busy: a job not started by its deadline is never written,
-    /// however late its caller gets to run.
-    func wait(timeout: Duration) async -> Wake {
-        let deadline = DispatchWorkItem { [self] in expire() }
-        let (seconds, attoseconds) = timeout.components
-        // Clamped to a day first, so a huge timeout cannot overflow into an immediate one.
-        let nanoseconds = Int(clamping: min(seconds, 86_400)) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(max(0, nanoseconds)), execute: deadline)
-        defer { deadline.cancel() }
+    /// Waits until the job is committed (or failed), or `timeout` passes. The deadline is kept by
+    /// `deadlines`, a Dispatch timer, not a sleeping task, so it expires the job on time even when
+    /// every thread of the cooperative pool is busy: a job not started by its deadline is never
+    /// written, however late its caller gets to run.
+    func wait(timeout: Duration, deadlines: CommitDeadlines) async -> Wake {
+        deadlines.add(self, timeout: timeout)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Wake, Never>) in
                 let now = state.withLock { s -> Wake? in
@@ -301,4 +313,109 @@ private final class TypedCommitJob<T: Sendable>: CommitJob {
             expire()
         }
     }
+}
+
+/// The deadlines of the jobs whose callers wait, all kept by one Dispatch timer on a queue of
+/// its own (one timer per job cost a timer-heap update, a block and a cancellation per callback).
+///
+/// Deadlines are kept in one line per timeout length: callers mostly pass the same timeout, and
+/// within a line the deadlines come in the order the jobs were added. The timer is armed for the
+/// earliest first deadline of a line; when it fires, every job past its deadline that has not
+/// finished is expired. A job that finished is dropped from the front of its line as new jobs
+/// arrive, so a line holds about the jobs still in flight.
+final class CommitDeadlines: @unchecked Sendable {
+    private struct Entry {
+        let deadline: UInt64
+        let job: any CommitJob
+    }
+
+    /// Jobs in deadline order; `entries[head...]` are live.
+    private struct Line {
+        var entries: [Entry] = []
+        var head = 0
+
+        var first: Entry? { head < entries.count ? entries[head] : nil }
+
+        mutating func removeFirst() {
+            head += 1
+            if head == entries.count {
+                entries.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 1024 && head * 2 >= entries.count {
+                entries.removeFirst(head)
+                head = 0
+            }
+        }
+
+        /// Drops settled jobs from the front.
+        mutating func dropSettled() {
+            while let e = first, e.job.isSettled { removeFirst() }
+        }
+    }
+
+    private struct State {
+        var lines: [UInt64: Line] = [:]
+        /// The deadline the timer is armed for, if it is.
+        var armed: UInt64?
+    }
+
+    private let state = Mutex(State())
+    // Safe to share: a Dispatch source is thread-safe, and it is only armed with the lock held.
+    private let timer: any DispatchSourceTimer
+
+    init() {
+        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "roundup.commit-deadlines"))
+        timer.setEventHandler { [weak self] in self?.sweep() }
+        timer.schedule(deadline: .distantFuture)
+        timer.resume()
+    }
+
+    deinit { timer.cancel() }
+
+    /// Expires `job` after `timeout` unless it has settled by then.
+    fileprivate func add(_ job: any CommitJob, timeout: Duration) {
+        let (seconds, attoseconds) = timeout.components
+        // Clamped to a day first, so a huge timeout cannot overflow into an immediate one.
+        let length = UInt64(clamping: max(0, min(seconds, 86_400))) * 1_000_000_000 + UInt64(clamping: max(0, attoseconds / 1_000_000_000))
+        let deadline = DispatchTime.now().uptimeNanoseconds + length
+        state.withLock { s in
+            s.lines[length, default: Line()].dropSettled()
+            s.lines[length, default: Line()].entries.append(Entry(deadline: deadline, job: job))
+            if s.armed.map({ deadline < $0 }) ?? true { arm(&s, at: deadline) }
+        }
+    }
+
+    /// Expires the jobs past their deadline, then arms the timer for the next one.
+    private func sweep() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let due = state.withLock { s -> [any CommitJob] in
+            var due: [any CommitJob] = []
+            var next: UInt64?
+            for key in Array(s.lines.keys) {
+                guard var line = s.lines[key] else { continue }
+                while let e = line.first, e.deadline <= now || e.job.isSettled {
+                    if !e.job.isSettled { due.append(e.job) }
+                    line.removeFirst()
+                }
+                if let e = line.first {
+                    next = min(next ?? e.deadline, e.deadline)
+                    s.lines[key] = line
+                } else {
+                    s.lines[key] = nil
+                }
+            }
+            s.armed = nil
+            if let next { arm(&s, at: next) }
+            return due
+        }
+        for job in due { job.expire() }
+    }
+
+    private func arm(_ s: inout State, at deadline: UInt64) {
+        s.armed = deadline
+        timer.schedule(deadline: DispatchTime(uptimeNanoseconds: deadline), leeway: .milliseconds(1))
+    }
+
+    /// Jobs whose deadlines are kept (settled ones not yet dropped included), for tests.
+    var count: Int { state.withLock { s in s.lines.values.reduce(0) { $0 + $1.entries.count - $1.head } } }
 }

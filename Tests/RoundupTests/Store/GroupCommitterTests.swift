@@ -28,6 +28,9 @@ struct GroupCommitterTests {
         #expect(stored == 500)
         #expect(committer.committedTransactions >= 1)
         #expect(committer.committedTransactions < 500, "\(committer.committedTransactions) transactions for 500 jobs: nothing was batched")
+        // The deadlines of finished jobs are dropped as new jobs arrive, not kept until they pass.
+        _ = try await committer.perform(timeout: .seconds(30)) { _ in }
+        #expect(committer.trackedDeadlines <= 1, "\(committer.trackedDeadlines) deadlines kept after every job finished")
     }
 
     @Test("a failing job rolls back only itself")
@@ -101,11 +104,15 @@ struct GroupCommitterTests {
             _ = release.wait(timeout: .now() + 60)
         }
         for await _ in started { break }
+        // Its deadline is the earliest though the slow job's (60 s) came first: it is kept on
+        // time, well before the slow job's (a generous bound for a loaded machine).
+        let waited = ContinuousClock.now
         await #expect(throws: CommitError.timedOut) {
             try await committer.perform(timeout: .milliseconds(100)) { tx in
                 try tx.insertMessage(NewMessage(msgKey: "late", recipient: "p", sender: "t", msgTime: 1, receivedAt: t0, summary: "x"))
             }
         }
+        #expect(ContinuousClock.now - waited < .seconds(20), "the 100 ms deadline waited behind the 60 s one")
         release.signal()
         try await slow
         // Later work still flows, and the shed job was skipped, not written.
