@@ -24,6 +24,9 @@ public final class DigestScheduler: Service, Sendable {
     /// Digests picked and not yet done with: in a presence batch, waiting for a slot, or sending.
     private let inFlight = Mutex<Set<Int64>>([])
     private let stopping = Atomic<Bool>(false)
+    /// Rung when the pipeline, full at the last pick, has drained to half.
+    private let room = WakeSignal()
+    private let waitingForRoom = Atomic<Bool>(false)
 
     public init(store: RoundupStore, sender: DigestSender, config: LiveConfig, clock: any WallClock, logger: Logger) {
         self.store = store
@@ -39,18 +42,57 @@ public final class DigestScheduler: Service, Sendable {
     /// Digests in the pipeline right now.
     public var inFlightCount: Int { inFlight.withLock { $0.count } }
 
+    /// The most digests an instance keeps in its pipeline (claimed and not yet sent). Where
+    /// several instances share the sends (PostgreSQL): enough for its send slots to stay busy
+    /// while the next batch is claimed and confirmed, and no more, so that when a window closes
+    /// on many users at once every instance gets a share, instead of the first to wake claiming
+    /// them all while the others have free slots. Alone (SQLite): no limit; everything due is
+    /// claimed in presence batches back to back, which keeps the slots busiest (a limit of one
+    /// batch sent a flush about a quarter slower with no WeChat latency).
+    public static func pipelineLimit(sendConcurrency: Int, shared: Bool) -> Int {
+        shared ? max(8 * sendConcurrency, 64) : .max
+    }
+
+    private var pipelineLimit: Int {
+        Self.pipelineLimit(sendConcurrency: config.snapshot.digest.sendConcurrency, shared: store.engine.kind == .postgresql)
+    }
+
+    /// How many more digests may be claimed now (0 while the pipeline is full).
+    private func claimRoom() -> Int {
+        min(DigestSender.presenceBatch, max(0, pipelineLimit - inFlightCount))
+    }
+
+    /// Waits until the pipeline has drained to half its limit (or a second has passed).
+    private func waitForRoom() async {
+        waitingForRoom.store(true, ordering: .sequentiallyConsistent)
+        if claimRoom() > 0 { return }
+        await room.wait(timeout: .seconds(1))
+    }
+
+    /// Digests left the pipeline: rings `room` when a pick waits and half the limit is free.
+    private func leftPipeline() {
+        guard waitingForRoom.load(ordering: .sequentiallyConsistent) else { return }
+        guard inFlightCount <= pipelineLimit / 2, waitingForRoom.exchange(false, ordering: .sequentiallyConsistent) else { return }
+        room.signal()
+    }
+
     public func run() async throws {
         await recoverInterruptedSends()
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 while !self.stopping.load(ordering: .relaxed) && !Task.isCancelled {
+                    let limit = self.claimRoom()
+                    if limit == 0 {
+                        await self.waitForRoom()
+                        continue
+                    }
                     let now = self.clock.timestamp
-                    let picked = await self.pick(now: now)
+                    let picked = await self.pick(now: now, limit: limit)
                     if !picked.ready.isEmpty {
                         group.addTask { await self.process(picked.ready) }
                     }
                     // A full batch means more may be due already: pick again at once.
-                    if picked.considered >= DigestSender.presenceBatch { continue }
+                    if picked.considered >= limit { continue }
                     let next = (try? await self.store.nextDueAt(after: now)) ?? nil
                     let untilNext = next.map { max(0, $0.date.timeIntervalSince(self.clock.now)) } ?? 1
                     // At most a second, so that a flush from another process is seen within one.
@@ -80,14 +122,19 @@ public final class DigestScheduler: Service, Sendable {
     @discardableResult
     public func runOnce() async -> Int {
         // Everything due now, one presence batch per pick, each on its way while the next is
-        // picked (as `run` does); the batches share the slots.
+        // picked, no more in the pipeline at once than `run` keeps; the batches share the slots.
         await withTaskGroup(of: Void.self, returning: Int.self) { group in
             var handled = 0
-            for _ in 0..<1000 {
-                let picked = await pick(now: clock.timestamp)
+            for _ in 0..<100_000 {
+                let limit = claimRoom()
+                if limit == 0 {
+                    await waitForRoom()
+                    continue
+                }
+                let picked = await pick(now: clock.timestamp, limit: limit)
                 handled += picked.considered
                 if !picked.ready.isEmpty { group.addTask { await self.process(picked.ready) } }
-                if picked.considered < DigestSender.presenceBatch { break }
+                if picked.considered < limit { break }
             }
             await group.waitForAll()
             return handled
@@ -97,7 +144,7 @@ public final class DigestScheduler: Service, Sendable {
     // MARK: - picking
 
     /// Due digests not in the pipeline: re-timed, held, or ready with their template (then in flight).
-    func pick(now: Timestamp) async -> (ready: [(DueDigest, TemplateConfig)], considered: Int) {
+    func pick(now: Timestamp, limit: Int = DigestSender.presenceBatch) async -> (ready: [(DueDigest, TemplateConfig)], considered: Int) {
         let cfg = config.snapshot
         let lifecycle = DigestLifecycle(config: cfg, now: now)
         do {
@@ -106,7 +153,7 @@ public final class DigestScheduler: Service, Sendable {
             let pauses = try await store.sendPausesAsync()
             if pauses.quota { return ([], 0) }
             let busy = inFlight.withLock { $0 }
-            let due = try await store.claimDueDigests(now: now, limit: DigestSender.presenceBatch, excluding: busy)
+            let due = try await store.claimDueDigests(now: now, limit: limit, excluding: busy)
             guard !due.isEmpty else { return ([], 0) }
             // One query for the whole batch's credits instead of one per digest and template.
             let credits = try await store.creditsAsync(openids: due.compactMap(\.openid))
@@ -170,12 +217,16 @@ public final class DigestScheduler: Service, Sendable {
         let confirmed = await sender.confirmPresence(batch, cfg: cfg)
         let going = Set(confirmed.map(\.0.id))
         inFlight.withLock { set in for (d, _) in batch where !going.contains(d.id) { set.remove(d.id) } }
+        leftPipeline()
         // The batch's messages in one read, not one per send (a send reads its own if this fails).
         let read = (try? await store.digestMessagesAsync(ofDigests: Array(going))) ?? [:]
         await withDiscardingTaskGroup { group in
             for (d, template) in confirmed {
                 group.addTask {
-                    defer { self.inFlight.withLock { _ = $0.remove(d.id) } }
+                    defer {
+                        self.inFlight.withLock { _ = $0.remove(d.id) }
+                        self.leftPipeline()
+                    }
                     guard let slot = await self.slots.take(limit: { self.config.snapshot.digest.sendConcurrency }) else { return }
                     await self.sender.send(d, template: template, cfg: cfg, read: read[d.id],
                                            shouldStart: { !self.stopping.load(ordering: .relaxed) }, answered: slot.release)

@@ -45,6 +45,25 @@ struct MultiInstanceTests {
         }
     }
 
+    @Test("a flush of many digests is shared: each instance keeps only its pipeline's worth claimed, so both send")
+    func flushIsShared() async throws {
+        let users = 120
+        try await MultiServe.run(users: users, sendConcurrency: 2, digestYAML: Self.dueOnFlush) { cluster in
+            // Slow sends: the first instance to wake could claim every digest before the other.
+            await cluster.rig.wechat.script.setSendLatency(.milliseconds(100))
+            try await cluster.start(2)
+            await cluster.postOneEach(0..<users)
+            try await cluster.flush(["--all"])
+            let sent = try await poll(timeout: 60) { try await cluster.digests().filter { $0.state == "sent" }.count == users }
+            #expect(sent, "not every digest was sent within a minute\n\(cluster.logTails())")
+            let rows = try await cluster.expectOutcome(users: users, inDoubt: [])
+            let bySender = Dictionary(grouping: rows, by: \.claimedBy).mapValues(\.count)
+            print("multi-instance flush: sends per instance \(bySender.values.sorted())")
+            // Each keeps at most 64 (8 × send_concurrency, at least 64) in its pipeline.
+            #expect(bySender.count == 2 && bySender.values.allSatisfy { $0 >= 24 }, "one instance hoarded the flush: \(bySender)")
+        }
+    }
+
     // MARK: 2. SIGKILL
 
     @Test("SIGKILL of an instance with sends in flight: its sending digests become in_doubt within a few instance_timeouts and are never resent; the rest are sent once by the survivors")
