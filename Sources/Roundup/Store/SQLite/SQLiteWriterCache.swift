@@ -21,16 +21,16 @@ import Synchronization
 ///
 /// It is used only inside write transactions, on the writer connection, one at a time; the
 /// mutex makes it safe to drop from anywhere. Each map holds at most `maxEntries` users and is
-/// emptied when full (the next reads fill it again), which bounds its memory.
+/// emptied when full (the next reads fill it again), which bounds its memory. A user's digest and
+/// whether they have unjoined messages share one entry, so their id is kept once.
 final class SQLiteWriterCache: Sendable {
     static let maxEntries = 200_000
 
     private struct State {
         var users: [String: User?] = [:]
-        var active: [String: ActiveDigest?] = [:]
+        /// Users' digests and unjoined messages, as far as known.
+        var facts: [String: UserFacts] = [:]
         var userOfDigest: [Int64: String] = [:]
-        /// Users known to have no pending message outside a digest.
-        var noUnjoined: Set<String> = []
         /// Whether any row is in `recall_tombstones` (expired ones included); nil: not known.
         var anyTombstone: Bool?
         var dataVersion: Int64 = .min
@@ -41,10 +41,41 @@ final class SQLiteWriterCache: Sendable {
 
         mutating func clear() {
             users.removeAll(keepingCapacity: true)
-            active.removeAll(keepingCapacity: true)
+            facts.removeAll(keepingCapacity: true)
             userOfDigest.removeAll(keepingCapacity: true)
-            noUnjoined.removeAll(keepingCapacity: true)
             anyTombstone = nil
+        }
+
+        /// Room for one more user's facts: all of them are dropped when the map is full.
+        mutating func makeRoomForFacts(of user: String) {
+            guard facts.count >= SQLiteWriterCache.maxEntries, facts[user] == nil else { return }
+            facts.removeAll(keepingCapacity: true)
+            userOfDigest.removeAll(keepingCapacity: true)
+        }
+
+        /// The user's known open or held digest, only when one is known to exist.
+        func knownDigest(of user: String) -> ActiveDigest? {
+            guard case .some(.some(let d)) = facts[user]?.digest else { return nil }
+            return d
+        }
+
+        mutating func update(_ user: String, _ change: (inout UserFacts) -> Void) {
+            guard var f = facts[user] else { return }
+            change(&f)
+            facts[user] = f.isEmpty ? nil : f
+        }
+    }
+
+    /// What is known of one user (one entry for both facts, so a user's id is kept once).
+    struct UserFacts {
+        /// Their open or held digest: `.some(nil)` means "none", nil means "not known".
+        var digest: ActiveDigest?? = nil
+        /// No pending message of theirs is outside a digest.
+        var noUnjoined = false
+
+        var isEmpty: Bool {
+            if case .none = digest { return !noUnjoined }
+            return false
         }
     }
 
@@ -79,8 +110,9 @@ final class SQLiteWriterCache: Sendable {
     func idleFacts(user: String) -> WriterFacts? {
         state.withLock { s -> WriterFacts? in
             guard !s.writing, s.committed else { return nil }
-            let active: Bool? = s.active[user].map { $0 != nil }
-            return WriterFacts(activeDigest: active, unjoinedMessages: s.noUnjoined.contains(user) ? false : nil)
+            let f = s.facts[user]
+            let active: Bool? = f?.digest.map { $0 != nil }
+            return WriterFacts(activeDigest: active, unjoinedMessages: f?.noUnjoined == true ? false : nil)
         }
     }
 
@@ -104,15 +136,12 @@ final class SQLiteWriterCache: Sendable {
     // MARK: active digests
 
     /// The cached open or held digest: `.some(nil)` means "none", nil means "not cached".
-    func activeDigest(of user: String) -> ActiveDigest?? { state.withLock { $0.active[user] } }
+    func activeDigest(of user: String) -> ActiveDigest?? { state.withLock { $0.facts[user]?.digest } }
 
     func remember(activeDigestOf user: String, _ digest: ActiveDigest?) {
         state.withLock { s in
-            if s.active.count >= Self.maxEntries {
-                s.active.removeAll(keepingCapacity: true)
-                s.userOfDigest.removeAll(keepingCapacity: true)
-            }
-            s.active[user] = .some(digest)
+            s.makeRoomForFacts(of: user)
+            s.facts[user, default: UserFacts()].digest = .some(digest)
             if let digest { s.userOfDigest[digest.id] = user }
         }
     }
@@ -120,34 +149,35 @@ final class SQLiteWriterCache: Sendable {
     /// A digest was inserted for `user`: "none" no longer holds.
     func forget(activeDigestOf user: String) {
         state.withLock { s in
-            if let id = s.active.removeValue(forKey: user)??.id { s.userOfDigest.removeValue(forKey: id) }
+            if let id = s.knownDigest(of: user)?.id { s.userOfDigest.removeValue(forKey: id) }
+            s.update(user) { $0.digest = nil }
         }
     }
 
     /// Something about this digest changed that the cache does not track.
     func forget(digest id: Int64) {
         state.withLock { s in
-            if let user = s.userOfDigest.removeValue(forKey: id) { s.active.removeValue(forKey: user) }
+            if let user = s.userOfDigest.removeValue(forKey: id) { s.update(user) { $0.digest = nil } }
         }
     }
 
     /// `count` pending messages joined the digest.
     func joined(_ count: Int, to id: Int64) {
         state.withLock { s in
-            guard let user = s.userOfDigest[id], case .some(.some(var d)) = s.active[user] else { return }
+            guard let user = s.userOfDigest[id], var d = s.knownDigest(of: user) else { return }
             d.pendingCount += count
-            s.active[user] = .some(d)
+            s.facts[user]?.digest = .some(d)
         }
     }
 
     /// The same change `updateDigestTiming` makes to the row.
     func retimed(_ id: Int64, lastMessageAt: Timestamp?, dueAt: Timestamp?, urgent: Bool) {
         state.withLock { s in
-            guard let user = s.userOfDigest[id], case .some(.some(var d)) = s.active[user] else { return }
+            guard let user = s.userOfDigest[id], var d = s.knownDigest(of: user) else { return }
             if let lastMessageAt { d.lastMessageAt = lastMessageAt }
             if let dueAt, d.state == .open { d.dueAt = dueAt }
             d.urgent = d.urgent || urgent
-            s.active[user] = .some(d)
+            s.facts[user]?.digest = .some(d)
         }
     }
 
@@ -156,13 +186,13 @@ final class SQLiteWriterCache: Sendable {
     /// A read found no pending message of `user` outside a digest.
     func remember(noUnjoinedOf user: String) {
         state.withLock { s in
-            if s.noUnjoined.count >= Self.maxEntries { s.noUnjoined.removeAll(keepingCapacity: true) }
-            s.noUnjoined.insert(user)
+            s.makeRoomForFacts(of: user)
+            s.facts[user, default: UserFacts()].noUnjoined = true
         }
     }
 
     /// A message to `user` was stored, outside a digest until it joins one.
-    func insertedMessage(to user: String) { state.withLock { _ = $0.noUnjoined.remove(user) } }
+    func insertedMessage(to user: String) { state.withLock { s in s.update(user) { $0.noUnjoined = false } } }
 
     // MARK: tombstones
 
@@ -171,7 +201,14 @@ final class SQLiteWriterCache: Sendable {
     func remember(anyTombstone: Bool?) { state.withLock { $0.anyTombstone = anyTombstone } }
 
     /// Entries held now, for tests and the bench.
-    var counts: (users: Int, activeDigests: Int) { state.withLock { ($0.users.count, $0.active.count) } }
+    var counts: (users: Int, activeDigests: Int) {
+        state.withLock { s in
+            (s.users.count, s.facts.values.reduce(0) { n, f in
+                if case .none = f.digest { return n }
+                return n + 1
+            })
+        }
+    }
 }
 
 /// The writer's cache outside a database, for `roundup-bench`: filled as ingest fills it, to
@@ -182,7 +219,9 @@ public struct WriterCacheSample: Sendable {
     public init() {}
 
     /// Caches, for each of `users` users, its row (the id `id(i)`, a 28-character openid and a
-    /// name) and an open digest, as a message to each would; returns the entries held after.
+    /// name) and an open digest, as a message to each would, and "nothing unjoined", as a Logout
+    /// with nothing to join would (with an id string of its own, as a separate callback's is);
+    /// returns the entries held after.
     @discardableResult
     public func fill(users: Int, id: (Int) -> String) -> (users: Int, activeDigests: Int) {
         let now = Timestamp(milliseconds: 1_700_000_000_000)
@@ -192,6 +231,7 @@ public struct WriterCacheSample: Sendable {
             cache.remember(user: user, User(imUserID: user, openid: openid, name: "家长\(i)", createdAt: now, updatedAt: now))
             cache.remember(activeDigestOf: user, ActiveDigest(
                 id: Int64(i + 1), state: .open, reason: nil, windowStartAt: now, lastMessageAt: now, dueAt: now, urgent: false, pendingCount: 1))
+            cache.remember(noUnjoinedOf: id(i))
         }
         return cache.counts
     }
