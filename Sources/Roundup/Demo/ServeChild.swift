@@ -91,16 +91,17 @@ final class ServeChild: @unchecked Sendable {
     func waitUntilListening(timeout: Double) async throws -> Int {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            let text = output
-            if let range = text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-                let port = Int(text[range].split(separator: ":").last ?? "")
-            {
-                return port
-            }
+            if let port = Self.listeningPort(in: output) { return port }
             if !process.isRunning { break }
             try await Task.sleep(for: .milliseconds(25))
         }
         throw ClusterDemoError.serveDidNotStart(name: name, output: String(output.suffix(1_500)))
+    }
+
+    /// The port of `roundup serve`'s "listening" log line in its output, once it is there.
+    static func listeningPort(in output: String) -> Int? {
+        guard let range = output.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) else { return nil }
+        return Int(output[range].split(separator: ":").last ?? "")
     }
 
     /// Sends `signal`; true when the process was still running to receive it.

@@ -377,8 +377,9 @@ final class CommitDeadlines: @unchecked Sendable {
         let (seconds, attoseconds) = timeout.components
         // Clamped to a day first, so a huge timeout cannot overflow into an immediate one.
         let length = UInt64(clamping: max(0, min(seconds, 86_400))) * 1_000_000_000 + UInt64(clamping: max(0, attoseconds / 1_000_000_000))
-        let deadline = DispatchTime.now().uptimeNanoseconds + length
         state.withLock { s in
+            // Read under the lock, so that a line's deadlines are appended in order.
+            let deadline = DispatchTime.now().uptimeNanoseconds + length
             s.lines[length, default: Line()].dropSettled()
             s.lines[length, default: Line()].entries.append(Entry(deadline: deadline, job: job))
             if s.armed.map({ deadline < $0 }) ?? true { arm(&s, at: deadline) }

@@ -77,11 +77,7 @@ final class ServeProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let text = output
-            if let range = text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-                let port = Int(text[range].split(separator: ":").last ?? "")
-            {
-                return port
-            }
+            if let port = ServeChild.listeningPort(in: text) { return port }
             if !process.isRunning { throw ServeDidNotStart(output: text) }
             try await Task.sleep(for: .milliseconds(25))
         }
