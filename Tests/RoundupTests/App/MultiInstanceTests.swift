@@ -33,13 +33,7 @@ struct MultiInstanceTests {
             #expect(Set(listed.map(\.pid)) == Set(cluster.serves.map(\.pid)),
                     "roundup instances listed pids \(listed.map(\.pid).sorted()) while serves \(cluster.serves.map(\.pid).sorted()) ran")
             #expect(listed.allSatisfy { $0.heartbeatAge < Self.instanceTimeout / 2 }, "a heartbeat is stale: \(listed.map(\.heartbeatAge))")
-            let sent = try await poll(timeout: 60) { try await cluster.digests().filter { $0.state == "sent" }.count == users }
-            #expect(sent, "not every digest was sent within a minute\n\(cluster.logTails())")
-            // A second send would come after the first: leave time for one.
-            try await Task.sleep(for: .seconds(2))
-            let rows = try await cluster.expectOutcome(users: users, inDoubt: [])
-            let bySender = Dictionary(grouping: rows, by: \.claimedBy).mapValues(\.count)
-            print("multi-instance exactly-once: sends per instance \(bySender.values.sorted())")
+            let bySender = try await cluster.sendsPerInstance(users: users, label: "exactly-once", settle: .seconds(2))
             #expect(bySender.count >= 2, "one instance sent every digest: the test did not spread the work (\(bySender))")
             #expect(try await cluster.liveInstances().count == 3, "an instance left the list while running")
         }
@@ -54,11 +48,7 @@ struct MultiInstanceTests {
             try await cluster.start(2)
             await cluster.postOneEach(0..<users)
             try await cluster.flush(["--all"])
-            let sent = try await poll(timeout: 60) { try await cluster.digests().filter { $0.state == "sent" }.count == users }
-            #expect(sent, "not every digest was sent within a minute\n\(cluster.logTails())")
-            let rows = try await cluster.expectOutcome(users: users, inDoubt: [])
-            let bySender = Dictionary(grouping: rows, by: \.claimedBy).mapValues(\.count)
-            print("multi-instance flush: sends per instance \(bySender.values.sorted())")
+            let bySender = try await cluster.sendsPerInstance(users: users, label: "flush")
             // Each keeps at most 64 (8 × send_concurrency, at least 64) in its pipeline.
             #expect(bySender.count == 2 && bySender.values.allSatisfy { $0 >= 24 }, "one instance hoarded the flush: \(bySender)")
         }
@@ -673,6 +663,19 @@ final class MultiServe {
         #expect(settled, """
             not settled within \(timeout) s: \(left); WeChat saw \(attempts) attempts, accepted \(acceptedCount)\n\(logTails())
             """)
+    }
+
+    /// Waits (up to a minute) until every user's digest is sent, waits `settle` more (a second
+    /// send would come after the first), checks the outcome, and returns how many each instance
+    /// sent (by instance id), printed under `label`.
+    func sendsPerInstance(users: Int, label: String, settle: Duration = .zero) async throws -> [String: Int] {
+        let sent = try await poll(timeout: 60) { try await self.digests().filter { $0.state == "sent" }.count == users }
+        #expect(sent, "not every digest was sent within a minute\n\(logTails())")
+        if settle > .zero { try await Task.sleep(for: settle) }
+        let rows = try await expectOutcome(users: users, inDoubt: [])
+        let bySender = Dictionary(grouping: rows, by: \.claimedBy).mapValues(\.count)
+        print("multi-instance \(label): sends per instance \(bySender.values.sorted())")
+        return bySender
     }
 
     /// The end state: each user has one digest; those in `inDoubt` are in_doubt, reached WeChat at
