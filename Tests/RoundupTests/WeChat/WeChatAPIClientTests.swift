@@ -225,7 +225,9 @@ struct WeChatAPIClientTests {
     @Test("the fake detects overlapping sends to one openid when nothing serializes them")
     func fakeDetectsOverlap() async throws {
         try await withFake { fake, client in
-            await fake.script.setSendLatency(.milliseconds(500))
+            // Long enough that the second send arrives while the first is held even when this
+            // machine is busy with the rest of the suite (at 500 ms it once arrived after it).
+            await fake.script.setSendLatency(.seconds(5))
             let token = try await client.stableToken(appID: fake.appID, secret: fake.secret).accessToken
             let outcomes = await withTaskGroup(of: SendOutcome.self) { group in
                 for _ in 0..<2 { group.addTask { await client.sendSubscribeMessage(Self.message, accessToken: token) } }
