@@ -34,9 +34,9 @@ struct StoreTests {
     func migrations() throws {
         let temp = try TempStore()
         defer { temp.remove() }
-        #expect(try temp.store.sqlite!.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes"])
+        #expect(try temp.store.sqlite!.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes", "v3-constraints-without-in-lists"])
         let again = try RoundupStore.open(path: temp.path)
-        #expect(try again.sqlite!.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes"])
+        #expect(try again.sqlite!.appliedMigrations() == ["v1-initial", "v2-housekeeping-indexes", "v3-constraints-without-in-lists"])
         let tables = try temp.store.sqlite!.writer.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'grdb_%' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         }
