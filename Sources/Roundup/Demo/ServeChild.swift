@@ -57,7 +57,7 @@ final class ServeChild: @unchecked Sendable {
         ServeChild.stopChildrenOnInterrupt()
         try process.run()
         let child = ServeChild(name: name, process: process, log: log)
-        ServeChild.running.withLock { $0.insert(child.pid) }
+        _ = ServeChild.running.withLock { $0.insert(child.pid) }
         return child
     }
 

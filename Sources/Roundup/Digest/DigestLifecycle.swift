@@ -277,7 +277,7 @@ public struct DigestLifecycle: Sendable {
             .map(\.retention.milliseconds)
         let shortest = retentions.min() ?? config.digest.policy.retention.milliseconds
         let longest = retentions.max() ?? shortest
-        try tx.dropUnjoined(receivedBefore: now - longest, now: now)
+        _ = try tx.dropUnjoined(receivedBefore: now - longest, now: now)
         var emptied = 0
         for d in try tx.activeDigests(withPendingBefore: now - shortest) {
             let policy = try policy(tx, user: d.user)

@@ -33,7 +33,7 @@ struct AdminController: Sendable {
         let body = try await decodeBody(UserBindingBody.self, request, refusingUnknownFields: true)
         do {
             let bindings = self.bindings
-            try await store.blocking { try bindings.bind(id, BindingRequest(openid: body.openid, name: body.name, profile: body.profile)) }
+            _ = try await store.blocking { try bindings.bind(id, BindingRequest(openid: body.openid, name: body.name, profile: body.profile)) }
         } catch let error as BindingError {
             switch error {
             case .invalid: throw APIError(.unprocessableContent, error.description)
