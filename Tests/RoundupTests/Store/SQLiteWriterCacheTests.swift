@@ -37,6 +37,28 @@ struct SQLiteWriterCacheTests {
         #expect(try serve.write { tx in try tx.user("p1")?.profile } == "clinic")
     }
 
+    @Test("a digest just opened is cached as the row the insert wrote, and follows its first join")
+    func openedDigestIsCached() throws {
+        let temp = try TempStore()
+        defer { temp.remove() }
+        let store = temp.store
+        let cache = try #require(store.sqlite?.cache)
+        let id = try store.write { tx in try tx.insertDigest(for: "u1", windowStart: t0, dueAt: t0 + 60_000, now: t0) }
+        let opened = try #require(cache.activeDigest(of: "u1") ?? nil, "the new digest is not cached")
+        #expect(opened.id == id)
+        try store.write { tx in
+            let m = NewMessage(msgKey: "k1", recipient: "u1", sender: "t", msgTime: 1, receivedAt: t0, summary: "x")
+            let message = try #require(try tx.insertMessage(m))
+            try tx.join(messages: [message], to: id)
+            try tx.updateDigestTiming(id, lastMessageAt: t0 + 5, dueAt: nil, urgent: true, now: t0 + 5)
+        }
+        let cached = cache.activeDigest(of: "u1") ?? nil
+        cache.clear()
+        let read = try store.write { tx in try tx.activeDigest(for: "u1") }
+        #expect(cached != nil)
+        #expect(cached == read, "the cached digest is not the row")
+    }
+
     @Test("what a rolled-back transaction or savepoint cached is gone")
     func rollback() throws {
         let temp = try TempStore()

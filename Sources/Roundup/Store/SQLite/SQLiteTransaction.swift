@@ -243,7 +243,12 @@ public struct SQLiteTransaction: StoreTransaction {
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
             throw StoreError.activeDigestExists(user: user)
         }
-        return db.lastInsertedRowID
+        let id = db.lastInsertedRowID
+        // The row as inserted (the other columns' defaults, no message yet), so that the user's
+        // next message finds it here instead of reading the table.
+        cache?.remember(activeDigestOf: user, ActiveDigest(id: id, state: .open, reason: nil, windowStartAt: windowStart, lastMessageAt: nil,
+                                                           dueAt: dueAt, urgent: false, pendingCount: 0, flushRequested: 0))
+        return id
     }
 
     /// Records a new last message, the urgency flag and (for open digests) a new due time.
