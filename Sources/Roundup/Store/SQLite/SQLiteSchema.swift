@@ -51,16 +51,17 @@ enum Schema {
 
     /// SQLite checks `x IN ('a', 'b', 'c')` with a list of more than two constants by building a
     /// temporary b-tree of the list each time a statement runs: for the CHECK constraints, on every
-    /// message and digest inserted and every digest state change. That was about 5 % of the
-    /// instructions of an ingested callback (callgrind). Comparisons joined by OR say the same
+    /// message and digest inserted and every digest state change. That was about 12 % of the
+    /// instructions of a stored callback (callgrind). Comparisons joined by OR say the same
     /// and cost a few instructions.
     ///
     /// A CHECK constraint does not change what is stored, so the tables' text is edited in
     /// `sqlite_schema` (the procedure SQLite documents for changing constraints, which leaves
-    /// every row and index as it is) rather than rebuilt, which would take minutes on a large
-    /// database. Each rewritten constraint means the same as the one it replaces: the rows already
-    /// stored satisfy it. A table whose text is not the one this migration expects keeps it
-    /// (checks that are only slower). The trigger is dropped and created again.
+    /// every row and index as it is) rather than rebuilt, which would copy every row and index
+    /// of `messages` and `digests`. Each rewritten constraint means the same as the one it
+    /// replaces: the rows already stored satisfy it. A table whose text is not the one this
+    /// migration expects keeps it (checks that are only slower). The trigger is dropped and
+    /// created again.
     private static func spellOutInLists(_ db: Database) throws {
         let rewrites: [(table: String, from: String, to: String)] = [
             ("digests",
@@ -301,8 +302,8 @@ enum Schema {
 }
 
 extension String {
-    /// The range of the one place `fragment` occurs, where any run of white space in either
-    /// matches any other (or none, next to a parenthesis); nil when it occurs never or twice.
+    /// The range of the one place `fragment` occurs, where a run of white space in `fragment`
+    /// matches any run of white space, or none; nil when it occurs nowhere or more than once.
     fileprivate func onlyRange(ofLoose fragment: String) -> Range<String.Index>? {
         let words = fragment.split(whereSeparator: \.isWhitespace).map { NSRegularExpression.escapedPattern(for: String($0)) }
         guard let pattern = try? NSRegularExpression(pattern: words.joined(separator: "\\s*")) else { return nil }
